@@ -1,0 +1,13 @@
+"""Pure-torch building blocks (no tensordict/torchrl import).
+
+``from mtmarl.nn import PhaseLinear`` stays light for other projects.
+"""
+
+from mtmarl.nn.phase import PhaseLinear, PhaseMLP, catmull_rom_coefficients
+
+__all__ = [
+    # phase-functioned layers (PFNN)
+    "PhaseLinear",
+    "PhaseMLP",
+    "catmull_rom_coefficients",
+]
