@@ -1,0 +1,15 @@
+"""Batched pure-torch environments (torchrl ``EnvBase`` subclasses) and their ``make_*_env`` stacks.
+
+Every environment steps ``num_envs`` copies as one tensor program, follows torchrl's
+multi-agent key convention (per-agent entries under ``("agents", ...)``, team reward and
+done flags at the root, global state at ``"state"``) and leaves the multi-timescale rule to
+:class:`~mtmarl.transforms.ActionFrequencyMask`, which the ``make_*_env`` helpers compose.
+"""
+
+from mtmarl.envs.movebox import MoveBoxEnv, make_movebox_env
+
+__all__ = [
+    # Move Box (seed 004, section V-A)
+    "MoveBoxEnv",
+    "make_movebox_env",
+]
