@@ -1,0 +1,50 @@
+"""TensorDict actors and critics built from :mod:`mtmarl.nn`.
+
+The four policy/critic variants of seed 004 (``basic``, ``recurrent``, ``onehot``,
+``phasic``) for discrete per-agent actions, all parameter-shared over agents with a one-hot
+agent id, plus the building blocks they are composed of (usable without the trainer).
+"""
+
+from mtmarl.modules.agent_id import SharedAgentNet
+from mtmarl.modules.categorical import make_categorical_actor
+from mtmarl.modules.coma_critic import COMACritic
+from mtmarl.modules.recurrent import MultiAgentGRU, set_recurrent_mode
+from mtmarl.modules.step_phase import PhaseFromStepCount
+from mtmarl.modules.variants import (
+    VARIANTS,
+    make_actor,
+    make_basic_actor,
+    make_basic_critic,
+    make_critic,
+    make_onehot_actor,
+    make_onehot_critic,
+    make_phasic_actor,
+    make_phasic_critic,
+    make_recurrent_actor,
+    make_recurrent_critic,
+)
+
+__all__ = [
+    # seed-004 variant factories
+    "VARIANTS",
+    "make_actor",
+    "make_critic",
+    # per-variant builders
+    "make_basic_actor",
+    "make_basic_critic",
+    "make_onehot_actor",
+    "make_onehot_critic",
+    "make_phasic_actor",
+    "make_phasic_critic",
+    "make_recurrent_actor",
+    "make_recurrent_critic",
+    # COMA's counterfactual critic (per-agent Q over the agent's own actions)
+    "COMACritic",
+    # building blocks
+    "SharedAgentNet",
+    "PhaseFromStepCount",
+    "make_categorical_actor",
+    # recurrence (TorchRL step / recurrent modes, primers)
+    "MultiAgentGRU",
+    "set_recurrent_mode",
+]
