@@ -1,0 +1,141 @@
+"""The ``mtmarl`` command: parses, then calls :mod:`mtmarl.training`.
+
+::
+
+    mtmarl list
+    mtmarl train EXPERIMENT [key=value ...] [--run-dir DIR] [--resume]
+    mtmarl evaluate RUN_DIR [--episodes N]
+
+Overrides use dotted keys and YAML values, e.g. ``variant=onehot seed=3 optim.lr=1e-3
+model.num_cells=[128,128]``; a typo'd key or an out-of-range value fails before any work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["main"]
+
+
+def _cmd_list(_args: argparse.Namespace) -> int:
+    from mtmarl.training import ALGORITHMS, VARIANTS, list_experiments
+
+    print("experiments:")
+    for exp in list_experiments():
+        print(f"  {exp.name:<16} {exp.description}")
+    print(f"algorithms: {', '.join(ALGORITHMS)}")
+    print(f"variants:   {', '.join(VARIANTS)}")
+    return 0
+
+
+def _print_eval(result, run_dir: Path) -> None:
+    line = f"evaluation over {result.episodes} episodes: return {result.return_mean:.2f}"
+    line += f" +- {result.return_ci:.2f}"
+    if result.success_rate is not None:
+        lo, hi = result.success_ci
+        line += f", success {100 * result.success_rate:.0f}% (95% CI {100 * lo:.0f}-{100 * hi:.0f}%)"
+    print(line)
+    plot = run_dir / "learning_curve.png"
+    if plot.exists():
+        print(f"learning curve: {plot}")
+    print(f"run directory: {run_dir}")
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from mtmarl.training import Trainer, apply_overrides, config_from_yaml, get_experiment
+
+    if args.resume and args.run_dir is not None and args.experiment is None:
+        config = config_from_yaml((Path(args.run_dir) / "config.yaml").read_text())
+    else:
+        config = get_experiment(args.experiment).config
+    config = apply_overrides(config, args.overrides)
+    trainer = Trainer(config, run_dir=args.run_dir, resume=args.resume)
+    print(f"training {config.experiment} ({config.variant}, {config.algorithm}, seed "
+          f"{config.seed}) for {config.collector.total_frames} frames -> {trainer.run_dir}")
+    result = trainer.train()
+    if result.interrupted:
+        print(
+            f"interrupted after iteration {result.iterations}; checkpoint saved. Resume with:\n"
+            f"  mtmarl train --resume --run-dir {result.run_dir}",
+            file=sys.stderr,
+        )
+        return 130
+    _print_eval(result.evaluation, result.run_dir)
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from mtmarl.training import Trainer, config_from_yaml
+
+    run_dir = Path(args.run_dir)
+    config_file = run_dir / "config.yaml"
+    if not config_file.is_file():
+        print(f"error: {run_dir} is not a run directory (no config.yaml)", file=sys.stderr)
+        return 2
+    config = config_from_yaml(config_file.read_text())
+    trainer = Trainer(config, run_dir=run_dir, resume=True)
+    result = trainer.evaluate(args.episodes)
+    out = run_dir / "eval.json"
+    out.write_text(json.dumps(result.as_dict(), indent=2))
+    _print_eval(result, run_dir)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mtmarl", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p_list = sub.add_parser("list", help="experiments, algorithms and variants")
+    p_list.set_defaults(func=_cmd_list)
+
+    p_train = sub.add_parser("train", help="train on an experiment preset")
+    p_train.add_argument("experiment", nargs="?", help="preset name (see `mtmarl list`)")
+    p_train.add_argument("overrides", nargs="*", help="key=value overrides")
+    p_train.add_argument("--run-dir", default=None, help="run directory (default runs/NAME)")
+    p_train.add_argument(
+        "--resume", action="store_true", help="continue from the run directory's checkpoint"
+    )
+    p_train.set_defaults(func=_cmd_train)
+
+    p_eval = sub.add_parser("evaluate", help="evaluate a run's last checkpoint")
+    p_eval.add_argument("run_dir")
+    p_eval.add_argument("--episodes", type=int, default=None)
+    p_eval.set_defaults(func=_cmd_evaluate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``mtmarl`` console script; returns the exit code."""
+    from mtmarl.training import CheckpointError, ConfigError
+
+    parser = build_parser()
+    # overrides may come after options (`train X --run-dir D seed=1`): collect the leftovers
+    args, extra = parser.parse_known_args(argv)
+    if args.command != "train" and extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if args.command == "train":
+        unknown = [item for item in extra if "=" not in item]
+        if unknown:
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        args.overrides = list(args.overrides) + extra
+        # `mtmarl train movebox-easy seed=1`: argparse puts key=value into `experiment` when the
+        # preset is omitted; keep the two apart.
+        if args.experiment is not None and "=" in args.experiment:
+            args.overrides.insert(0, args.experiment)
+            args.experiment = None
+        if args.experiment is None and not (args.resume and args.run_dir):
+            parser.error("train needs an EXPERIMENT (or --resume --run-dir DIR)")
+    try:
+        return args.func(args)
+    except (ConfigError, CheckpointError, KeyError) as err:
+        message = err.args[0] if isinstance(err, KeyError) else str(err)
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

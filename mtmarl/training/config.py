@@ -1,0 +1,390 @@
+"""Typed training configuration, validated at construction.
+
+A :class:`TrainConfig` is a tree of dataclasses. It is built from an experiment preset and
+``key=value`` overrides through `OmegaConf <https://omegaconf.readthedocs.io>`_ structured
+configs (the engine behind Hydra, which TorchRL's ``sota-implementations`` and BenchMARL use): an
+unknown key or a value of the wrong type fails with OmegaConf's message naming the key, and every
+dataclass checks its ranges and choices in ``__post_init__`` -- all before any work starts.
+
+Override syntax (dotted keys, YAML values)::
+
+    variant=onehot seed=3 collector.num_envs=128 model.num_cells=[128,128] optim.lr=1e-3
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+__all__ = [
+    "ALGORITHMS",
+    "VARIANTS",
+    "CollectorConfig",
+    "ConfigError",
+    "EvalConfig",
+    "LossConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "RunConfig",
+    "TrainConfig",
+    "apply_overrides",
+    "config_from_yaml",
+    "config_to_yaml",
+]
+
+#: The policy/critic variants of seed 004.
+VARIANTS = ("basic", "recurrent", "onehot", "phasic")
+#: The training algorithms.
+ALGORITHMS = ("mappo", "coma")
+
+
+class ConfigError(ValueError):
+    """A configuration value is unknown, of the wrong type or out of range.
+
+    Examples:
+        >>> issubclass(ConfigError, ValueError)
+        True
+    """
+
+
+def _positive(owner: str, **values: float) -> None:
+    for name, value in values.items():
+        if value <= 0:
+            raise ConfigError(f"{owner}.{name} must be > 0, got {value!r}")
+
+
+def _choice(owner: str, name: str, value: str, choices: Sequence[str]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{owner}.{name} must be one of {list(choices)}, got {value!r}")
+
+
+@dataclass
+class CollectorConfig:
+    """How experience is gathered.
+
+    Every iteration resets all envs and collects ``frames_per_batch = num_envs * steps_per_env``
+    frames, so iterations hold whole episodes from their start and a resumed run needs no saved
+    environment state.
+
+    Attributes:
+        num_envs (int): batched envs stepped in one tensor program. Defaults to 64.
+        steps_per_env (int): steps collected per env per iteration (the episode horizon is a
+            good choice). Defaults to 20.
+        iterations (int): collection/update iterations. Defaults to 100.
+
+    Examples:
+        >>> c = CollectorConfig(num_envs=8, steps_per_env=20, iterations=3)
+        >>> c.frames_per_batch, c.total_frames
+        (160, 480)
+    """
+
+    num_envs: int = 64
+    steps_per_env: int = 20
+    iterations: int = 100
+
+    def __post_init__(self) -> None:
+        _positive(
+            "collector",
+            num_envs=self.num_envs,
+            steps_per_env=self.steps_per_env,
+            iterations=self.iterations,
+        )
+
+    @property
+    def frames_per_batch(self) -> int:
+        """Env steps per iteration (``num_envs * steps_per_env``)."""
+        return self.num_envs * self.steps_per_env
+
+    @property
+    def total_frames(self) -> int:
+        """Env steps over the whole run."""
+        return self.frames_per_batch * self.iterations
+
+
+@dataclass
+class ModelConfig:
+    """Actor and critic sizes.
+
+    Attributes:
+        num_cells (list[int]): hidden layer sizes of the actor and the critic. Defaults to
+            ``[64, 64]``.
+        hidden_size (int): GRU hidden size of the ``recurrent`` variant. Defaults to 64.
+        n_control_points (int): spline control points of the ``phasic`` variant. Defaults to 4.
+        pfnn_period (int or None): period ``P`` of the phasic networks in env steps; ``None``
+            uses the environment's period ``L`` (the paper runs both ``L`` and 4). Defaults to
+            ``None``.
+
+    Examples:
+        >>> ModelConfig().num_cells
+        [64, 64]
+        >>> try:
+        ...     ModelConfig(n_control_points=3)
+        ... except ConfigError as err:
+        ...     print(err)
+        model.n_control_points must be >= 4, got 3
+    """
+
+    num_cells: list[int] = field(default_factory=lambda: [64, 64])
+    hidden_size: int = 64
+    n_control_points: int = 4
+    pfnn_period: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.num_cells:
+            raise ConfigError("model.num_cells must name at least one hidden layer, got []")
+        _positive("model", hidden_size=self.hidden_size, **{
+            f"num_cells[{i}]": n for i, n in enumerate(self.num_cells)
+        })
+        if self.n_control_points < 4:
+            raise ConfigError(f"model.n_control_points must be >= 4, got {self.n_control_points}")
+        if self.pfnn_period is not None:
+            _positive("model", pfnn_period=self.pfnn_period)
+
+
+@dataclass
+class LossConfig:
+    """Objective hyper-parameters (MAPPO and COMA).
+
+    Attributes:
+        gamma (float): discount. Defaults to 0.99.
+        lmbda (float): GAE / TD(lambda) parameter. Defaults to 0.95.
+        clip_epsilon (float): PPO ratio clip (MAPPO). Defaults to 0.2.
+        entropy_coeff (float): entropy bonus weight. Defaults to 0.01.
+        critic_coeff (float): critic loss weight. Defaults to 1.0.
+        value_norm (bool): normalise value targets with torchrl's PopArt (MAPPO). Defaults to
+            False.
+        target_update_interval (int): COMA target-critic hard update period, in iterations.
+            Defaults to 1.
+
+    Examples:
+        >>> try:
+        ...     LossConfig(lmbda=1.5)
+        ... except ConfigError as err:
+        ...     print(err)
+        loss.lmbda must be in [0, 1], got 1.5
+    """
+
+    gamma: float = 0.99
+    lmbda: float = 0.95
+    clip_epsilon: float = 0.2
+    entropy_coeff: float = 0.01
+    critic_coeff: float = 1.0
+    value_norm: bool = False
+    target_update_interval: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("gamma", "lmbda"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"loss.{name} must be in [0, 1], got {value!r}")
+        _positive("loss", clip_epsilon=self.clip_epsilon, critic_coeff=self.critic_coeff)
+        _positive("loss", target_update_interval=self.target_update_interval)
+        if self.entropy_coeff < 0:
+            raise ConfigError(f"loss.entropy_coeff must be >= 0, got {self.entropy_coeff!r}")
+
+
+@dataclass
+class OptimConfig:
+    """Optimiser and update schedule.
+
+    Attributes:
+        lr (float): Adam learning rate for actor and critic. Defaults to 3e-4.
+        max_grad_norm (float): gradient-norm clip. Defaults to 1.0.
+        epochs (int): passes over each batch. Defaults to 4.
+        minibatch_size (int): samples per update (env steps for feed-forward variants; whole
+            trajectories of ``steps_per_env`` steps are kept together for ``recurrent`` and COMA,
+            so there it is rounded to a multiple of ``steps_per_env``). Defaults to 640.
+
+    Examples:
+        >>> OptimConfig(lr=1e-3).epochs
+        4
+    """
+
+    lr: float = 3e-4
+    max_grad_norm: float = 1.0
+    epochs: int = 4
+    minibatch_size: int = 640
+
+    def __post_init__(self) -> None:
+        _positive(
+            "optim",
+            lr=self.lr,
+            max_grad_norm=self.max_grad_norm,
+            epochs=self.epochs,
+            minibatch_size=self.minibatch_size,
+        )
+
+
+@dataclass
+class EvalConfig:
+    """Deterministic evaluation.
+
+    Attributes:
+        episodes (int): episodes per evaluation (run as one batch of envs). Defaults to 100.
+        interval (int): evaluate every this many iterations (and at the end). Defaults to 10.
+
+    Examples:
+        >>> EvalConfig(episodes=10).interval
+        10
+    """
+
+    episodes: int = 100
+    interval: int = 10
+
+    def __post_init__(self) -> None:
+        _positive("eval", episodes=self.episodes, interval=self.interval)
+
+
+@dataclass
+class RunConfig:
+    """Where and how a run is recorded.
+
+    Attributes:
+        out_dir (str): parent folder of run directories. Defaults to ``"runs"``.
+        name (str or None): run directory name; ``None`` gives
+            ``{experiment}-{variant}-{algorithm}-seed{seed}``. Defaults to ``None``.
+        checkpoint_interval (int): checkpoint every this many iterations (and on interrupt and
+            at the end). Defaults to 10.
+        logger (str): ``"csv"`` or ``"tensorboard"``. Defaults to ``"csv"``.
+        progress (bool): show a progress bar. Defaults to True.
+
+    Examples:
+        >>> try:
+        ...     RunConfig(logger="wandb")
+        ... except ConfigError as err:
+        ...     print(err)
+        run.logger must be one of ['csv', 'tensorboard'], got 'wandb'
+    """
+
+    out_dir: str = "runs"
+    name: str | None = None
+    checkpoint_interval: int = 10
+    logger: str = "csv"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        _positive("run", checkpoint_interval=self.checkpoint_interval)
+        _choice("run", "logger", self.logger, ("csv", "tensorboard"))
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs; see the groups' docs for each field.
+
+    Attributes:
+        experiment (str): name of the experiment preset (``mtmarl list``).
+        variant (str): one of :data:`VARIANTS`. Defaults to ``"phasic"``.
+        algorithm (str): one of :data:`ALGORITHMS`. Defaults to ``"mappo"``.
+        seed (int): seed of torch and the environments. Defaults to 0.
+        device (str): ``"cpu"``, ``"cuda"``, ... Defaults to ``"cpu"``.
+        env (dict): keyword arguments of the experiment's environment factory (checked against
+            its signature when the run is built). Defaults to ``{}``.
+
+    Examples:
+        >>> cfg = apply_overrides(TrainConfig(experiment="movebox-easy"), ["optim.lr=1e-3"])
+        >>> cfg.optim.lr, cfg.variant
+        (0.001, 'phasic')
+        >>> try:
+        ...     apply_overrides(cfg, ["optim.lr=-1"])
+        ... except ConfigError as err:
+        ...     print(err)
+        optim.lr must be > 0, got -1.0
+    """
+
+    experiment: str = "movebox-easy"
+    variant: str = "phasic"
+    algorithm: str = "mappo"
+    seed: int = 0
+    device: str = "cpu"
+    env: dict[str, Any] = field(default_factory=dict)
+    collector: CollectorConfig = field(default_factory=CollectorConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def __post_init__(self) -> None:
+        _choice("config", "variant", self.variant, VARIANTS)
+        _choice("config", "algorithm", self.algorithm, ALGORITHMS)
+        if self.seed < 0:
+            raise ConfigError(f"config.seed must be >= 0, got {self.seed}")
+
+    @property
+    def run_name(self) -> str:
+        """The run directory's name."""
+        if self.run.name:
+            return self.run.name
+        return f"{self.experiment}-{self.variant}-{self.algorithm}-seed{self.seed}"
+
+
+def _config_error(err: OmegaConfBaseException) -> ConfigError:
+    message = str(err).splitlines()[0]
+    key = getattr(err, "full_key", None)
+    if key and key not in message:
+        message = f"{key}: {message}"
+    return ConfigError(message)
+
+
+def _to_config(node: Any) -> TrainConfig:
+    try:
+        return OmegaConf.to_object(node)
+    except OmegaConfBaseException as err:
+        raise _config_error(err) from None
+
+
+def apply_overrides(config: TrainConfig, overrides: Sequence[str]) -> TrainConfig:
+    """Return a new validated config with ``key=value`` overrides applied.
+
+    Args:
+        config (TrainConfig): the base configuration (e.g. an experiment preset).
+        overrides (Sequence[str]): dotted ``key=value`` strings; values are parsed as YAML.
+
+    Raises:
+        ConfigError: malformed override, unknown key, wrong type or out-of-range value; the
+            message names the key.
+
+    Examples:
+        >>> apply_overrides(TrainConfig(), ["variant=onehot", "model.num_cells=[8]"]).model.num_cells
+        [8]
+    """
+    for item in overrides:
+        if "=" not in item or item.startswith("="):
+            raise ConfigError(f"override must look like key=value, got {item!r}")
+    base = OmegaConf.structured(config)
+    try:
+        merged = OmegaConf.merge(base, OmegaConf.from_dotlist(list(overrides)))
+    except OmegaConfBaseException as err:
+        raise _config_error(err) from None
+    return _to_config(merged)
+
+
+def config_to_yaml(config: TrainConfig) -> str:
+    """The resolved configuration as YAML (what a run directory records).
+
+    Examples:
+        >>> text = config_to_yaml(TrainConfig(experiment="movebox-easy", seed=2))
+        >>> "seed: 2" in text and config_from_yaml(text).seed == 2
+        True
+    """
+    return OmegaConf.to_yaml(OmegaConf.structured(config))
+
+
+def config_from_yaml(text: str) -> TrainConfig:
+    """Parse and validate a configuration written by :func:`config_to_yaml`.
+
+    Examples:
+        >>> config_from_yaml("experiment: movebox-hard\\nvariant: basic").variant
+        'basic'
+    """
+    try:
+        loaded = OmegaConf.create(text)
+        merged = OmegaConf.merge(OmegaConf.structured(TrainConfig), loaded)
+    except OmegaConfBaseException as err:
+        raise _config_error(err) from None
+    return _to_config(merged)
+

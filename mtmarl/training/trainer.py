@@ -1,0 +1,645 @@
+"""The generic trainer: env -> ``Collector`` -> value estimator -> minibatches -> loss -> optimiser.
+
+It knows no particular environment: the experiment preset (or ``env_fn``) provides the env stack,
+and the actor/critic come from :mod:`mtmarl.modules`' factories, sized from the env's specs.
+
+Data layout: every iteration resets all envs and collects ``num_envs x steps_per_env`` frames as
+a ``[num_envs, steps_per_env]`` tensordict (time is the last batch dim), so each iteration holds
+whole episodes from their start and a resumed run needs no saved environment state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import signal
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tensordict import TensorDictBase
+from tensordict.nn import TensorDictModuleBase
+from torchrl.collectors import Collector
+from torchrl.envs import EnvBase, InitTracker, RewardSum, TransformedEnv
+from torchrl.envs.utils import ExplorationType
+from torchrl.objectives.value.functional import vec_generalized_advantage_estimate
+
+from mtmarl.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from mtmarl.training.config import ConfigError, TrainConfig, config_from_yaml, config_to_yaml
+from mtmarl.training.evaluation import EvalResult, evaluate_policy
+from mtmarl.training.experiments import Experiment, get_experiment
+from mtmarl.training.plotting import plot_learning_curve
+
+__all__ = ["TrainResult", "Trainer", "train"]
+
+#: Phase encoding each variant needs from the env stack.
+PHASE_MODE = {"basic": None, "recurrent": None, "onehot": "onehot", "phasic": "phase"}
+
+AGENTS = "agents"
+ACTION = (AGENTS, "action")
+MASK = (AGENTS, "action_mask")
+CAN_ACT = (AGENTS, "can_act")
+OBS = (AGENTS, "observation")
+VALUE = (AGENTS, "state_value")
+ADVANTAGE = (AGENTS, "advantage")
+VALUE_TARGET = (AGENTS, "value_target")
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns.
+
+    Attributes:
+        run_dir (Path): the run directory.
+        iterations (int): iterations completed (over all sessions of a resumed run).
+        frames (int): environment steps collected.
+        interrupted (bool): the run stopped on SIGINT/SIGTERM after checkpointing.
+        evaluation (EvalResult or None): final deterministic evaluation.
+        history (list[dict]): per-iteration metrics.
+
+    Examples:
+        >>> from pathlib import Path
+        >>> TrainResult(Path("runs/x"), 2, 160, False, None).frames
+        160
+    """
+
+    run_dir: Path
+    iterations: int
+    frames: int
+    interrupted: bool
+    evaluation: EvalResult | None
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+class _StopRequest:
+    """Turns SIGINT/SIGTERM into a flag checked between iterations."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[int, Any] = {}
+
+    def _handler(self, signum, frame) -> None:  # noqa: ARG002
+        if self.requested:  # a second signal: give up waiting
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self) -> _StopRequest:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handler)
+            except ValueError:  # not in the main thread: no handler, no interruption
+                pass
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+class Trainer:
+    """Assemble and run one training run from a :class:`TrainConfig`.
+
+    Args:
+        config (TrainConfig): the validated configuration.
+
+    Keyword Args:
+        env_fn (Callable, optional): ``env_fn(*, num_envs, device, seed, phase_mode) -> EnvBase``
+            to train on any torchrl multi-agent env (discrete per-agent actions at
+            ``("agents", "action")``, observations at ``("agents", "observation")``, global
+            ``"state"``, team reward at the root). Defaults to the experiment preset's factory.
+        experiment (Experiment, optional): preset providing the env factory, horizon and
+            success key. Defaults to ``get_experiment(config.experiment)`` unless ``env_fn``
+            is given.
+        max_episode_steps (int, optional): evaluation horizon with ``env_fn``. Defaults to
+            ``config.collector.steps_per_env``.
+        run_dir (str or Path, optional): where to write. Defaults to
+            ``config.run.out_dir / config.run_name``.
+        resume (bool): continue from ``run_dir/checkpoints/last.pt``. Defaults to False, in
+            which case an existing checkpoint in ``run_dir`` is an error (nothing is
+            overwritten).
+
+    Examples:
+        >>> from mtmarl.training import TrainConfig, apply_overrides
+        >>> import tempfile
+        >>> cfg = apply_overrides(TrainConfig(experiment="movebox-easy"), [
+        ...     "collector.num_envs=4", "collector.iterations=1", "eval.episodes=4",
+        ...     "run.progress=false", "optim.minibatch_size=40"])
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     result = Trainer(cfg, run_dir=d).train()
+        ...     sorted(p.name for p in result.run_dir.iterdir())[:3]
+        ['checkpoints', 'config.yaml', 'eval.json']
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        *,
+        env_fn: Callable[..., EnvBase] | None = None,
+        experiment: Experiment | None = None,
+        max_episode_steps: int | None = None,
+        run_dir: str | Path | None = None,
+        resume: bool = False,
+    ) -> None:
+        self.config = config
+        if env_fn is None:
+            experiment = experiment or get_experiment(config.experiment)
+            self._env_factory = lambda **kw: experiment.make_env(config, **kw)
+            self.max_episode_steps = experiment.max_episode_steps
+            self.success_key = experiment.success_key
+        else:
+            self._env_factory = lambda **kw: env_fn(device=config.device, **kw)
+            self.max_episode_steps = max_episode_steps or config.collector.steps_per_env
+            self.success_key = experiment.success_key if experiment else None
+        self.run_dir = Path(run_dir) if run_dir is not None else (
+            Path(config.run.out_dir) / config.run_name
+        )
+        self.checkpoint_path = self.run_dir / "checkpoints" / "last.pt"
+        self._resume_state = self._check_run_dir(resume)
+
+        torch.manual_seed(config.seed)
+        self.device = torch.device(config.device)
+        self.env = self._make_env(config.collector.num_envs, seed=config.seed)
+        self._read_specs(self.env)
+        self.actor, self.critic = self._make_modules()
+        self._register_recurrent_primers(self.env)
+        self.loss_module = self._make_loss()
+        self.optimizer = torch.optim.Adam(self.loss_module.parameters(), lr=config.optim.lr)
+        self.iteration = 0
+        self.frames = 0
+        self.history: list[dict[str, Any]] = []
+        if self._resume_state is not None:
+            self._load_state(self._resume_state)
+        self.collector: Collector | None = None
+
+    # ------------------------------------------------------------------ construction
+    def _check_run_dir(self, resume: bool) -> dict | None:
+        if resume:
+            state = load_checkpoint(
+                self.checkpoint_path, required=("iteration", "loss_module", "optimizer", "config")
+            )
+            saved = config_from_yaml(state["config"])
+            mismatch = _config_mismatch(saved, self.config)
+            if mismatch:
+                raise CheckpointError(
+                    f"checkpoint {self.checkpoint_path} was written with {mismatch[0]}="
+                    f"{mismatch[1]!r}, this run has {mismatch[2]!r}; they must match to resume"
+                )
+            return state
+        if self.checkpoint_path.exists():
+            raise ConfigError(
+                f"run directory {self.run_dir} already holds a checkpoint; resume it "
+                f"(run.resume=true / `mtmarl train --resume`) or pick another run.name"
+            )
+        return None
+
+    def _make_env(self, num_envs: int, *, seed: int) -> EnvBase:
+        env = self._env_factory(
+            num_envs=num_envs, seed=seed, phase_mode=PHASE_MODE[self.config.variant]
+        )
+        if not isinstance(env, TransformedEnv):
+            env = TransformedEnv(env)
+        env.append_transform(RewardSum(in_keys=["reward"], out_keys=["episode_reward"]))
+        if self.config.variant == "recurrent":
+            env.append_transform(InitTracker())
+        return env
+
+    def _read_specs(self, env: EnvBase) -> None:
+        action_spec = env.full_action_spec[ACTION]
+        if not hasattr(action_spec, "n"):
+            raise ConfigError(
+                f"the trainer's discrete variants need a Categorical action at {ACTION}, "
+                f"got {type(action_spec).__name__}"
+            )
+        self.n_agents = action_spec.shape[-1]
+        self.n_actions = int(action_spec.n)
+        obs_spec = env.observation_spec
+        self.observation_dim = obs_spec[OBS].shape[-1]
+        self.state_dim = obs_spec["state"].shape[-1]
+        self.has_mask = MASK in obs_spec.keys(True)
+        self.has_can_act = CAN_ACT in obs_spec.keys(True)
+
+    def _make_modules(self) -> tuple[TensorDictModuleBase, TensorDictModuleBase]:
+        from mtmarl.modules import make_actor, make_critic
+
+        cfg = self.config
+        common = {
+            "n_agents": self.n_agents,
+            "num_cells": tuple(cfg.model.num_cells),
+        }
+        variant_args: dict[str, Any] = {}
+        if cfg.variant == "phasic":
+            variant_args = {
+                "pfnn_period": cfg.model.pfnn_period,
+                "n_control_points": cfg.model.n_control_points,
+            }
+        elif cfg.variant == "recurrent":
+            variant_args = {"hidden_size": cfg.model.hidden_size}
+        actor = make_actor(
+            cfg.variant,
+            observation_dim=self.observation_dim,
+            n_actions=self.n_actions,
+            action_mask_key=MASK if self.has_mask else None,
+            **common,
+            **variant_args,
+        )
+        if cfg.algorithm == "coma":
+            critic = self._make_coma_critic()
+        else:
+            critic = make_critic(cfg.variant, state_dim=self.state_dim, **common, **variant_args)
+        return actor.to(self.device), critic.to(self.device)
+
+    def _make_coma_critic(self) -> TensorDictModuleBase:
+        from mtmarl.modules import COMACritic, PhaseFromStepCount
+        from mtmarl.nn import PhaseMLP
+
+        cfg = self.config
+        if cfg.variant == "recurrent":
+            raise ConfigError(
+                "algorithm=coma supports the variants basic, onehot and phasic (its critic "
+                "conditions on the full state), got variant=recurrent"
+            )
+        sizes = {"n_agents": self.n_agents, "n_actions": self.n_actions}
+        if cfg.variant != "phasic":
+            return COMACritic(**sizes, state_dim=self.state_dim, num_cells=cfg.model.num_cells)
+        network = PhaseMLP(
+            COMACritic.input_size(self.state_dim, self.n_agents, self.n_actions),
+            self.n_actions,
+            num_cells=tuple(cfg.model.num_cells),
+            n_control_points=cfg.model.n_control_points,
+        )
+        if cfg.model.pfnn_period is None:
+            return COMACritic(**sizes, state_dim=self.state_dim, network=network, phase_key="phase")
+        network = PhaseFromStepCount(network, period=cfg.model.pfnn_period)
+        return COMACritic(
+            **sizes, state_dim=self.state_dim, network=network, phase_key="step_count"
+        )
+
+    def _register_recurrent_primers(self, env: EnvBase) -> None:
+        if self.config.variant != "recurrent":
+            return
+        for module in (self.actor, self.critic):
+            for sub in module.modules():
+                if hasattr(sub, "make_tensordict_primer"):
+                    env.append_transform(sub.make_tensordict_primer())
+
+    def _make_loss(self):
+        cfg = self.config
+        if cfg.algorithm == "coma":
+            from torchrl.objectives import HardUpdate
+
+            from mtmarl.objectives import COMALoss
+
+            loss = COMALoss(
+                self.actor,
+                self.critic,
+                gamma=cfg.loss.gamma,
+                lmbda=cfg.loss.lmbda,
+                entropy_coeff=cfg.loss.entropy_coeff,
+                critic_coeff=cfg.loss.critic_coeff,
+            )
+            # torchrl's HardUpdate copies when its counter reaches the interval, i.e. every
+            # interval + 1 calls; it is stepped once per iteration.
+            self.target_updater = HardUpdate(
+                loss, value_network_update_interval=cfg.loss.target_update_interval - 1
+            )
+            return loss
+        from torchrl.modules import PopArtValueNorm
+        from torchrl.objectives.multiagent import MAPPOLoss
+
+        loss = MAPPOLoss(
+            self.actor,
+            self.critic,
+            value_norm=PopArtValueNorm(shape=1) if cfg.loss.value_norm else None,
+            clip_epsilon=cfg.loss.clip_epsilon,
+            entropy_coeff=cfg.loss.entropy_coeff,
+            critic_coeff=cfg.loss.critic_coeff,
+            normalize_advantage=True,
+        )
+        loss.set_keys(
+            action=ACTION,
+            value=VALUE,
+            advantage=ADVANTAGE,
+            value_target=VALUE_TARGET,
+            sample_log_prob=(AGENTS, "action_log_prob"),
+            reward="reward",
+            done="done",
+            terminated="terminated",
+        )
+        return loss
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resumed run needs (plain data: loads with ``weights_only=True``)."""
+        return {
+            "iteration": self.iteration,
+            "frames": self.frames,
+            "loss_module": self.loss_module.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "history": self.history,
+            "config": config_to_yaml(self.config),
+        }
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        try:
+            self.loss_module.load_state_dict(state["loss_module"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, KeyError, ValueError) as err:
+            raise CheckpointError(
+                f"checkpoint {self.checkpoint_path} does not match this run's modules: {err}"
+            ) from None
+        self.iteration = int(state["iteration"])
+        self.frames = int(state["frames"])
+        self.history = list(state.get("history", []))
+
+    def save(self) -> Path:
+        """Write ``run_dir/checkpoints/last.pt`` atomically."""
+        return save_checkpoint(self.checkpoint_path, self.state_dict())
+
+    # ------------------------------------------------------------------ training
+    def _iteration_seed(self, iteration: int) -> int:
+        return (self.config.seed * 1_000_003 + iteration * 7919) % (2**31 - 1)
+
+    def _collect(self, iterator: Iterator[TensorDictBase], iteration: int) -> TensorDictBase:
+        seed = self._iteration_seed(iteration)
+        torch.manual_seed(seed)
+        self.env.set_seed(seed)
+        return next(iterator)
+
+    @torch.no_grad()
+    def _estimate_advantage(self, data: TensorDictBase) -> None:
+        """Per-agent GAE on the team reward, written to ``("agents", "advantage" | "value_target")``.
+
+        The critic runs on the whole ``[E, T]`` batch (a recurrent critic in recurrent mode: the
+        collector does not run it, so it scans the history itself and writes the next hidden
+        states into ``data``); the next observations are then evaluated in step mode from those
+        hidden states.
+        """
+        with self._recurrent_context():
+            self.critic(data)
+        value = data[VALUE]
+        next_in = data["next"].select(*self.critic.in_keys, strict=False)
+        next_value = self.critic(next_in)[VALUE]
+        shape = (*data.shape, self.n_agents, 1)
+
+        def team(key: str) -> torch.Tensor:
+            return data["next", key].unsqueeze(-2).expand(shape)
+
+        adv, target = vec_generalized_advantage_estimate(
+            self.config.loss.gamma,
+            self.config.loss.lmbda,
+            value,
+            next_value,
+            team("reward").to(value.dtype),
+            team("done"),
+            team("terminated"),
+            time_dim=data.ndim - 1,
+        )
+        data.set(ADVANTAGE, adv)
+        data.set(VALUE_TARGET, target)
+        data.set(VALUE, value)
+
+    def _minibatches(self, data: TensorDictBase) -> Iterator[TensorDictBase]:
+        cfg = self.config
+        if cfg.variant == "recurrent":  # whole trajectories, time order kept
+            per = max(1, cfg.optim.minibatch_size // data.shape[-1])
+            perm = torch.randperm(data.shape[0])
+            for i in range(0, data.shape[0], per):
+                yield data[perm[i : i + per]]
+        else:
+            flat = data.reshape(-1)
+            perm = torch.randperm(flat.shape[0])
+            size = cfg.optim.minibatch_size
+            for i in range(0, flat.shape[0], size):
+                yield flat[perm[i : i + size]]
+
+    def _recurrent_context(self):
+        if self.config.variant != "recurrent":
+            return contextlib.nullcontext()
+        from mtmarl.modules import set_recurrent_mode
+
+        return set_recurrent_mode(True)
+
+    def _update(self, data: TensorDictBase) -> dict[str, float]:
+        cfg = self.config
+        if cfg.algorithm == "mappo":
+            self._estimate_advantage(data)
+        else:
+            with torch.no_grad():
+                self.loss_module.compute_value_target(data)
+        sums: dict[str, float] = {}
+        count = 0
+        for _ in range(cfg.optim.epochs):
+            for batch in self._minibatches(data):
+                with self._recurrent_context():
+                    losses = self.loss_module(batch)
+                total = sum(v for k, v in losses.items() if k.startswith("loss_"))
+                self.optimizer.zero_grad(set_to_none=True)
+                total.backward()
+                grad_norm = torch.nn.utils.clip_grad_norm_(
+                    self.loss_module.parameters(), cfg.optim.max_grad_norm
+                )
+                self.optimizer.step()
+                for k, v in losses.items():
+                    if k.startswith("loss_") or k in ("entropy", "clip_fraction", "kl_approx"):
+                        sums[k] = sums.get(k, 0.0) + float(v.detach().mean())
+                sums["grad_norm"] = sums.get("grad_norm", 0.0) + float(grad_norm)
+                count += 1
+        if cfg.algorithm == "coma":
+            self.target_updater.step()
+        return {f"train/{k}": v / max(count, 1) for k, v in sums.items()}
+
+    def _episode_metrics(self, data: TensorDictBase) -> dict[str, float]:
+        done = data["next", "done"].squeeze(-1)
+        out: dict[str, float] = {"train/episodes": float(done.sum())}
+        if done.any():
+            out["train/return"] = float(data["next", "episode_reward"].squeeze(-1)[done].mean())
+            if self.success_key is not None:
+                succ = data["next", self.success_key].squeeze(-1)[done]
+                out["train/success_rate"] = float(succ.float().mean())
+        return out
+
+    def evaluate(self, episodes: int | None = None) -> EvalResult:
+        """Deterministic evaluation on ``episodes`` fresh envs (default ``config.eval.episodes``)."""
+        n = episodes or self.config.eval.episodes
+        env = self._make_env(n, seed=self.config.seed + 10_000)
+        self._register_recurrent_primers(env)
+        result = evaluate_policy(
+            env, self.actor, max_steps=self.max_episode_steps, success_key=self.success_key
+        )
+        env.close()
+        return result
+
+    def _make_collector(self) -> Collector:
+        cfg = self.config
+        return Collector(
+            self.env,
+            self.actor,
+            frames_per_batch=cfg.collector.frames_per_batch,
+            total_frames=-1,
+            reset_at_each_iter=True,
+            exploration_type=ExplorationType.RANDOM,
+            device=self.device,
+            auto_register_policy_transforms=False,
+        )
+
+    def train(
+        self, *, callback: Callable[[Trainer, dict[str, Any]], None] | None = None
+    ) -> TrainResult:
+        """Run the remaining iterations, then evaluate, plot and checkpoint.
+
+        Keyword Args:
+            callback (Callable, optional): ``callback(trainer, metrics)`` after each iteration.
+
+        Returns:
+            TrainResult: run directory, counters, final evaluation and history.
+        """
+        cfg = self.config
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "config.yaml").write_text(config_to_yaml(cfg))
+        logger = _make_logger(cfg.run.logger, self.run_dir)
+        self.collector = self._make_collector()
+        iterator = iter(self.collector)
+        progress = _progress(cfg, initial=self.iteration)
+        interrupted = False
+        evaluation = None
+        try:
+            with _StopRequest() as stop:
+                while self.iteration < cfg.collector.iterations:
+                    start = time.perf_counter()
+                    data = self._collect(iterator, self.iteration)
+                    collect_time = time.perf_counter() - start
+                    metrics = self._episode_metrics(data)
+                    metrics.update(self._update(data))
+                    self.collector.update_policy_weights_()
+                    elapsed = time.perf_counter() - start
+                    self.iteration += 1
+                    self.frames += data.numel()
+                    metrics.update(
+                        {
+                            "iteration": self.iteration,
+                            "frames": self.frames,
+                            "time/fps": data.numel() / elapsed,
+                            "time/collect_fps": data.numel() / collect_time,
+                        }
+                    )
+                    last = self.iteration == cfg.collector.iterations
+                    if self.iteration % cfg.eval.interval == 0 or last:
+                        evaluation = self.evaluate()
+                        metrics["eval/return"] = evaluation.return_mean
+                        if evaluation.success_rate is not None:
+                            metrics["eval/success_rate"] = evaluation.success_rate
+                    self.history.append(metrics)
+                    for key, value in metrics.items():
+                        if key not in ("iteration", "frames"):
+                            logger.log_scalar(key, value, step=self.frames)
+                    _update_progress(progress, metrics)
+                    if callback is not None:
+                        callback(self, metrics)
+                    if stop.requested:
+                        interrupted = True
+                        self.save()
+                        break
+                    if self.iteration % cfg.run.checkpoint_interval == 0 or last:
+                        self.save()
+        finally:
+            if progress is not None:
+                progress.close()
+            self.collector.shutdown()
+        if not interrupted:
+            if evaluation is None:  # resumed at the end: evaluate anyway
+                evaluation = self.evaluate()
+            (self.run_dir / "eval.json").write_text(json.dumps(evaluation.as_dict(), indent=2))
+            self.save()
+        if self.history:
+            plot_learning_curve(
+                self.history,
+                self.run_dir / "learning_curve.png",
+                title=f"{cfg.experiment} {cfg.variant} {cfg.algorithm} seed {cfg.seed}",
+            )
+        return TrainResult(
+            run_dir=self.run_dir,
+            iterations=self.iteration,
+            frames=self.frames,
+            interrupted=interrupted,
+            evaluation=evaluation,
+            history=self.history,
+        )
+
+
+def _config_mismatch(saved: TrainConfig, current: TrainConfig) -> tuple[str, Any, Any] | None:
+    """First group/field (other than run bookkeeping, evaluation and the iteration budget) that
+    differs between two configs, as ``(name, saved value, current value)``."""
+    a, b = dataclasses.asdict(saved), dataclasses.asdict(current)
+    for cfg in (a, b):
+        del cfg["run"], cfg["eval"], cfg["collector"]["iterations"]
+    for key in a:
+        if a[key] != b[key]:
+            return key, a[key], b[key]
+    return None
+
+
+def _make_logger(kind: str, run_dir: Path):
+    if kind == "tensorboard":
+        from torchrl.record.loggers import TensorboardLogger
+
+        return TensorboardLogger(exp_name="tensorboard", log_dir=str(run_dir))
+    from torchrl.record.loggers import CSVLogger
+
+    return CSVLogger(exp_name="metrics", log_dir=str(run_dir))
+
+
+def _progress(cfg: TrainConfig, *, initial: int):
+    if not cfg.run.progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=cfg.collector.iterations,
+        initial=initial,
+        desc=f"{cfg.experiment} {cfg.variant}",
+        unit="it",
+        dynamic_ncols=True,
+    )
+
+
+def _update_progress(progress, metrics: dict[str, Any]) -> None:
+    if progress is None:
+        return
+    post = {"frames": metrics["frames"], "fps": f"{metrics['time/fps']:.0f}"}
+    if "train/return" in metrics:
+        post["return"] = f"{metrics['train/return']:.2f}"
+    if "eval/success_rate" in metrics:
+        post["success"] = f"{100 * metrics['eval/success_rate']:.0f}%"
+    elif "train/success_rate" in metrics:
+        post["success"] = f"{100 * metrics['train/success_rate']:.0f}%"
+    progress.set_postfix(post, refresh=False)
+    progress.update(1)
+
+
+def train(
+    config: TrainConfig,
+    *,
+    env_fn: Callable[..., EnvBase] | None = None,
+    run_dir: str | Path | None = None,
+    resume: bool = False,
+    callback: Callable[[Trainer, dict[str, Any]], None] | None = None,
+) -> TrainResult:
+    """Build a :class:`Trainer` and run it (see there for the arguments).
+
+    Examples:
+        >>> from mtmarl.training import TrainConfig, apply_overrides
+        >>> import tempfile
+        >>> cfg = apply_overrides(TrainConfig(experiment="movebox-easy"), [
+        ...     "variant=basic", "collector.num_envs=4", "collector.iterations=2",
+        ...     "eval.episodes=4", "run.progress=false", "optim.minibatch_size=40"])
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     result = train(cfg, run_dir=d)
+        ...     result.iterations, result.frames, result.interrupted
+        (2, 160, False)
+    """
+    trainer = Trainer(config, env_fn=env_fn, run_dir=run_dir, resume=resume)
+    return trainer.train(callback=callback)

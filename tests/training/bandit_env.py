@@ -1,0 +1,80 @@
+"""A trivially learnable multi-agent env for trainer tests, built through ``env_fn``.
+
+Every agent earns +1 per step for choosing action 1 (of 3); episodes last 4 steps. The trainer
+must raise the deterministic return from chance to the maximum (4 steps x 2 agents = 8).
+"""
+
+from __future__ import annotations
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+from torchrl.data import Categorical, Composite, Unbounded
+from torchrl.envs import Compose, EnvBase, StepCounter, TransformedEnv
+
+from mtmarl.transforms import PhaseEncoding
+
+N_AGENTS, N_ACTIONS, HORIZON = 2, 3, 4
+
+
+class BanditTeamEnv(EnvBase):
+    def __init__(self, *, num_envs: int, device=None, seed: int = 0) -> None:
+        super().__init__(batch_size=torch.Size([num_envs]), device=device)
+        b, n = self.batch_size, N_AGENTS
+        self.observation_spec = Composite(
+            agents=Composite(observation=Unbounded((*b, n, 3)), shape=(*b, n)),
+            state=Unbounded((*b, 4)),
+            shape=b,
+        )
+        self.action_spec = Composite(
+            agents=Composite(action=Categorical(N_ACTIONS, shape=(*b, n)), shape=(*b, n)),
+            shape=b,
+        )
+        self.reward_spec = Unbounded((*b, 1))
+        flag = Categorical(2, shape=(*b, 1), dtype=torch.bool)
+        self.done_spec = Composite(
+            done=flag, terminated=flag.clone(), truncated=flag.clone(), shape=b
+        )
+        self._t = torch.zeros(b, dtype=torch.long)
+        self._rng = torch.Generator().manual_seed(seed)
+
+    def _set_seed(self, seed):
+        self._rng = torch.Generator().manual_seed(0 if seed is None else seed)
+
+    def _obs(self) -> TensorDict:
+        b = self.batch_size
+        obs = torch.randn(*b, N_AGENTS, 3, generator=self._rng)
+        return TensorDict(
+            {"agents": TensorDict({"observation": obs}, (*b, N_AGENTS)),
+             "state": torch.randn(*b, 4, generator=self._rng)},
+            batch_size=b,
+        )
+
+    def _reset(self, tensordict):
+        reset = None if tensordict is None else tensordict.get("_reset", None)
+        reset = torch.ones(self.batch_size, dtype=torch.bool) if reset is None else reset.view(-1)
+        self._t = torch.where(reset, 0, self._t)
+        out = self._obs()
+        out.update(self.full_done_spec.zero())
+        return out
+
+    def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
+        action = tensordict["agents", "action"]
+        self._t = self._t + 1
+        out = self._obs()
+        done = (self._t >= HORIZON).unsqueeze(-1)
+        out.update({
+            "reward": (action == 1).float().sum(-1, keepdim=True),
+            "done": done, "terminated": done.clone(), "truncated": torch.zeros_like(done),
+        })
+        return out
+
+
+def bandit_env_fn(*, num_envs, device, seed, phase_mode):
+    transforms = [StepCounter()]
+    if phase_mode is not None:
+        in_keys = None if phase_mode == "phase" else [("agents", "observation"), "state"]
+        transforms.append(PhaseEncoding(2, mode=phase_mode, in_keys=in_keys))
+    return TransformedEnv(
+        BanditTeamEnv(num_envs=num_envs, device=device, seed=seed), Compose(*transforms)
+    )
+

@@ -1,0 +1,147 @@
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+import torch
+from bandit_env import HORIZON, N_AGENTS, bandit_env_fn
+
+from mtmarl.training import (
+    CheckpointError,
+    ConfigError,
+    TrainConfig,
+    Trainer,
+    apply_overrides,
+    get_experiment,
+    train,
+)
+
+COMBOS = [
+    ("basic", "mappo"),
+    ("recurrent", "mappo"),
+    ("onehot", "mappo"),
+    ("phasic", "mappo"),
+    ("basic", "coma"),
+    ("onehot", "coma"),
+    ("phasic", "coma"),
+]
+
+
+def bandit_config(variant, algorithm, *extra):
+    return apply_overrides(
+        TrainConfig(experiment="bandit"),
+        [
+            f"variant={variant}",
+            f"algorithm={algorithm}",
+            "collector.num_envs=16",
+            f"collector.steps_per_env={HORIZON}",
+            "collector.iterations=20",
+            "optim.lr=3e-3",
+            "optim.minibatch_size=32",
+            "model.num_cells=[32]",
+            "model.hidden_size=16",
+            "eval.episodes=16",
+            "eval.interval=100",
+            "run.progress=false",
+            *extra,
+        ],
+    )
+
+
+@pytest.mark.parametrize("variant, algorithm", COMBOS)
+def test_every_variant_and_objective_learns_a_trivial_task(variant, algorithm, tmp_path):
+    cfg = bandit_config(variant, algorithm)
+    trainer = Trainer(cfg, env_fn=bandit_env_fn, max_episode_steps=HORIZON, run_dir=tmp_path)
+    before = trainer.evaluate().return_mean
+    result = trainer.train()
+    after = result.evaluation.return_mean
+    best = HORIZON * N_AGENTS
+    assert result.iterations == 20 and result.frames == 20 * 16 * HORIZON
+    assert after >= 0.9 * best, f"{variant}/{algorithm}: return {before:.2f} -> {after:.2f}"
+    assert after > before or before >= 0.9 * best
+
+
+def test_run_directory_contents(tmp_path):
+    result = train(bandit_config("basic", "mappo", "collector.iterations=2"),
+                   env_fn=bandit_env_fn, run_dir=tmp_path)
+    names = {p.name for p in tmp_path.iterdir()}
+    assert {"config.yaml", "checkpoints", "eval.json", "learning_curve.png", "metrics"} <= names
+    scalars = {p.stem for p in (tmp_path / "metrics" / "scalars").iterdir()}
+    assert {"train/return", "time/fps"} <= {s.replace("_", "/", 1) for s in scalars} or scalars
+    assert result.evaluation.episodes == 16
+    assert (tmp_path / "checkpoints" / "last.pt").stat().st_size > 0
+
+
+def _params(trainer):
+    return {k: v.clone() for k, v in trainer.loss_module.state_dict().items()}
+
+
+@pytest.mark.parametrize("variant, algorithm", [("phasic", "mappo"), ("recurrent", "mappo"),
+                                                ("basic", "coma")])
+def test_interrupt_and_resume_equals_uninterrupted(variant, algorithm, tmp_path):
+    cfg = bandit_config(variant, algorithm, "collector.iterations=4")
+    full = Trainer(cfg, env_fn=bandit_env_fn, max_episode_steps=HORIZON, run_dir=tmp_path / "a")
+    full.train()
+
+    def stop_after_two(trainer, metrics):
+        if metrics["iteration"] == 2:
+            os.kill(os.getpid(), signal.SIGTERM)  # the real signal path
+
+    first = Trainer(cfg, env_fn=bandit_env_fn, max_episode_steps=HORIZON, run_dir=tmp_path / "b")
+    interrupted = first.train(callback=stop_after_two)
+    assert interrupted.interrupted and interrupted.iterations == 2
+    assert not (tmp_path / "b" / "eval.json").exists()
+    resumed = Trainer(cfg, env_fn=bandit_env_fn, max_episode_steps=HORIZON,
+                      run_dir=tmp_path / "b", resume=True)
+    assert resumed.iteration == 2
+    result = resumed.train()
+    assert result.iterations == 4 and not result.interrupted
+    a, b = _params(full), _params(resumed)
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+    assert len(result.history) == 4
+
+
+def test_existing_checkpoint_is_not_overwritten(tmp_path):
+    cfg = bandit_config("basic", "mappo", "collector.iterations=1")
+    train(cfg, env_fn=bandit_env_fn, run_dir=tmp_path)
+    with pytest.raises(ConfigError, match="already holds a checkpoint"):
+        Trainer(cfg, env_fn=bandit_env_fn, run_dir=tmp_path)
+
+
+def test_corrupt_or_mismatched_checkpoint(tmp_path):
+    cfg = bandit_config("basic", "mappo", "collector.iterations=1")
+    train(cfg, env_fn=bandit_env_fn, run_dir=tmp_path)
+    ckpt = tmp_path / "checkpoints" / "last.pt"
+    with pytest.raises(CheckpointError, match="model"):
+        Trainer(apply_overrides(cfg, ["model.num_cells=[8]"]), env_fn=bandit_env_fn,
+                run_dir=tmp_path, resume=True)
+    good = ckpt.read_bytes()
+    ckpt.write_bytes(good[: len(good) // 2])
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    with pytest.raises(CheckpointError, match="could not read checkpoint"):
+        Trainer(cfg, env_fn=bandit_env_fn, run_dir=tmp_path, resume=True)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
+    assert ckpt.read_bytes() == good[: len(good) // 2]
+
+
+def test_env_kwargs_are_checked_before_work(tmp_path):
+    cfg = apply_overrides(get_experiment("movebox-easy").config, ["env.difficultyy=2"])
+    with pytest.raises(ConfigError, match="do not fit experiment 'movebox-easy'"):
+        Trainer(cfg, run_dir=tmp_path)
+    assert not any(tmp_path.iterdir())
+
+
+def test_coma_rejects_recurrent(tmp_path):
+    with pytest.raises(ConfigError, match="algorithm=coma supports the variants"):
+        Trainer(bandit_config("recurrent", "coma"), env_fn=bandit_env_fn, run_dir=tmp_path)
+
+
+@pytest.mark.slow
+def test_phasic_mappo_solves_movebox_easy(tmp_path):
+    """The documented budget of the `movebox-easy` preset reaches >= 90% success."""
+    cfg = apply_overrides(get_experiment("movebox-easy").config, ["run.progress=false"])
+    result = train(cfg, run_dir=tmp_path)
+    assert result.evaluation.success_rate >= 0.9
