@@ -2,7 +2,7 @@
 
 ``nox -s tests``  lint (ruff), unit tests, doctests of ``mtmarl/`` and the Sphinx
                   build with warnings as errors (tutorials executed) -- exactly what CI runs.
-``nox -s train``  the main job: a training run on the default experiment.
+``nox -s train``  the main job: ``mtmarl train movebox-easy`` (phasic MAPPO).
 
 Each session builds its own virtual environment under ``.nox/``; torch is
 installed first as the CPU build ``torch==2.13.0`` so that pip never pulls a
@@ -21,7 +21,7 @@ TORCH = "torch==2.13.0"
 
 def _install(session: nox.Session, extras: str) -> None:
     session.install(TORCH)
-    session.install("-e", f".[{extras}]")
+    session.install("-e", f".[{extras}]" if extras else ".")
 
 
 @nox.session(python="3.11")
@@ -45,9 +45,12 @@ def slow(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def train(session: nox.Session) -> None:
-    """The main job (until the trainer lands: the PhaseLinear benchmark)."""
-    _install(session, "dev")
-    session.run("python", "benchmarks/bench_phase_linear.py", *session.posargs)
+    """The main job: train the phasic MAPPO agents on Move Box easy (a few minutes on 2 CPUs).
+
+    Extra arguments are passed on, e.g. ``nox -s train -- variant=basic seed=3``.
+    """
+    _install(session, "")
+    session.run("mtmarl", "train", "movebox-easy", *session.posargs)
 
 
 @nox.session(python="3.11")

@@ -1,7 +1,8 @@
 """MoveBoxEnv stepping speed, batched vs one environment at a time, in one process.
 
-Both sides run the usual stack, ``make_movebox_env("easy")`` (``MoveBoxEnv`` + ``StepCounter`` +
-``ActionFrequencyMask``), through the collector's path: ``env.rand_action(td)`` then
+Both sides run the usual stack with both timescale transforms, ``make_movebox_env("easy",
+phase_mode="phase")`` (``MoveBoxEnv`` + ``StepCounter`` + ``ActionFrequencyMask`` +
+``PhaseEncoding``), through the collector's path: ``env.rand_action(td)`` then
 ``env.step_and_maybe_reset(td)``, auto-resets included. Throughput is counted in agent-steps
 (``num_envs * 2`` per step).
 
@@ -15,7 +16,8 @@ without transforms is timed as well, for reference.
 Usage::
 
     python benchmarks/bench_movebox.py [--num-envs 4096] [--steps 200] [--single-steps 2000]
-                                       [--rounds 7] [--device cpu] [--json out.json]
+                                       [--rounds 7] [--device cpu] [--phase-mode phase]
+                                       [--json out.json]
 """
 
 from __future__ import annotations
@@ -65,13 +67,18 @@ def main() -> None:
     parser.add_argument("--single-steps", type=int, default=2000, help="num_envs=1 steps/round")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--device", type=str, default="cpu")
+    parser.add_argument(
+        "--phase-mode", default="phase", help="PhaseEncoding mode, or 'none' to leave it out"
+    )
     parser.add_argument("--json", type=str, default=None, help="write results to this file")
     args = parser.parse_args()
 
     torch.manual_seed(0)
+    phase = None if args.phase_mode == "none" else args.phase_mode
+    stack = {"phase_mode": phase, "device": args.device, "seed": 0}
     envs = {
-        "batched": make_movebox_env("easy", num_envs=args.num_envs, device=args.device, seed=0),
-        "single": make_movebox_env("easy", num_envs=1, device=args.device, seed=0),
+        "batched": make_movebox_env("easy", num_envs=args.num_envs, **stack),
+        "single": make_movebox_env("easy", num_envs=1, **stack),
         "raw": MoveBoxEnv.easy(num_envs=args.num_envs, device=args.device, seed=0),
     }
     steps = {"batched": args.steps, "single": args.single_steps, "raw": args.steps}
@@ -92,6 +99,7 @@ def main() -> None:
         "threads": torch.get_num_threads(),
         "device": args.device,
         "num_envs": args.num_envs,
+        "phase_mode": args.phase_mode,
         "rounds": args.rounds,
         "batched_agent_steps_per_s": statistics.median(rates["batched"]),
         "single_agent_steps_per_s": statistics.median(rates["single"]),
@@ -99,7 +107,8 @@ def main() -> None:
         "speedup_batched_vs_single": ratio,
     }
     print(
-        f"MoveBoxEnv easy + StepCounter + ActionFrequencyMask, rand_action + "
+        f"MoveBoxEnv easy + StepCounter + ActionFrequencyMask + PhaseEncoding({args.phase_mode}), "
+        f"rand_action + "
         f"step_and_maybe_reset, {args.device}, {torch.get_num_threads()} threads, "
         f"{results['machine']}"
     )

@@ -150,12 +150,28 @@ def main() -> None:
     for diff in args.difficulties:
         for variant in args.variants:
             for seed in range(args.seeds_mappo):
-                jobs.append({"difficulty": diff, "algorithm": "mappo", "variant": variant,
-                             "seed": seed, "overrides": overrides, "out": str(out)})
+                jobs.append(
+                    {
+                        "difficulty": diff,
+                        "algorithm": "mappo",
+                        "variant": variant,
+                        "seed": seed,
+                        "overrides": overrides,
+                        "out": str(out),
+                    }
+                )
         for variant in args.coma_variants:
             for seed in range(args.seeds_coma):
-                jobs.append({"difficulty": diff, "algorithm": "coma", "variant": variant,
-                             "seed": seed, "overrides": overrides, "out": str(out)})
+                jobs.append(
+                    {
+                        "difficulty": diff,
+                        "algorithm": "coma",
+                        "variant": variant,
+                        "seed": seed,
+                        "overrides": overrides,
+                        "out": str(out),
+                    }
+                )
     start = time.perf_counter()
     records = []
     with ProcessPoolExecutor(max_workers=args.workers) as pool:

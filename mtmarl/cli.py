@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -37,7 +38,9 @@ def _print_eval(result, run_dir: Path) -> None:
     line += f" +- {result.return_ci:.2f}"
     if result.success_rate is not None:
         lo, hi = result.success_ci
-        line += f", success {100 * result.success_rate:.0f}% (95% CI {100 * lo:.0f}-{100 * hi:.0f}%)"
+        line += (
+            f", success {100 * result.success_rate:.0f}% (95% CI {100 * lo:.0f}-{100 * hi:.0f}%)"
+        )
     print(line)
     plot = run_dir / "learning_curve.png"
     if plot.exists():
@@ -53,9 +56,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
     else:
         config = get_experiment(args.experiment).config
     config = apply_overrides(config, args.overrides)
-    trainer = Trainer(config, run_dir=args.run_dir, resume=args.resume)
-    print(f"training {config.experiment} ({config.variant}, {config.algorithm}, seed "
-          f"{config.seed}) for {config.collector.total_frames} frames -> {trainer.run_dir}")
+    run_dir = args.run_dir
+    if run_dir is None and not config.run.name:
+        # a fresh directory per invocation, so that running the same command twice never
+        # collides with (or overwrites) an earlier run
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        run_dir = Path(config.run.out_dir) / f"{config.run_name}-{stamp}"
+    trainer = Trainer(config, run_dir=run_dir, resume=args.resume)
+    print(
+        f"training {config.experiment} ({config.variant}, {config.algorithm}, seed "
+        f"{config.seed}) for {config.collector.total_frames} frames -> {trainer.run_dir}"
+    )
     result = trainer.train()
     if result.interrupted:
         print(
@@ -95,7 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
     p_train = sub.add_parser("train", help="train on an experiment preset")
     p_train.add_argument("experiment", nargs="?", help="preset name (see `mtmarl list`)")
     p_train.add_argument("overrides", nargs="*", help="key=value overrides")
-    p_train.add_argument("--run-dir", default=None, help="run directory (default runs/NAME)")
+    p_train.add_argument(
+        "--run-dir",
+        default=None,
+        help="run directory (default: run.out_dir/EXPERIMENT-VARIANT-ALGORITHM-seedN-TIMESTAMP)",
+    )
     p_train.add_argument(
         "--resume", action="store_true", help="continue from the run directory's checkpoint"
     )

@@ -59,9 +59,7 @@ def save_checkpoint(path: str | os.PathLike, state: Mapping[str, Any]) -> Path:
     return path
 
 
-def load_checkpoint(
-    path: str | os.PathLike, *, required: tuple[str, ...] = ()
-) -> dict[str, Any]:
+def load_checkpoint(path: str | os.PathLike, *, required: tuple[str, ...] = ()) -> dict[str, Any]:
     """Load a checkpoint with ``weights_only=True``.
 
     Args:

@@ -136,9 +136,11 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if not self.num_cells:
             raise ConfigError("model.num_cells must name at least one hidden layer, got []")
-        _positive("model", hidden_size=self.hidden_size, **{
-            f"num_cells[{i}]": n for i, n in enumerate(self.num_cells)
-        })
+        _positive(
+            "model",
+            hidden_size=self.hidden_size,
+            **{f"num_cells[{i}]": n for i, n in enumerate(self.num_cells)},
+        )
         if self.n_control_points < 4:
             raise ConfigError(f"model.n_control_points must be >= 4, got {self.n_control_points}")
         if self.pfnn_period is not None:
@@ -387,4 +389,3 @@ def config_from_yaml(text: str) -> TrainConfig:
     except OmegaConfBaseException as err:
         raise _config_error(err) from None
     return _to_config(merged)
-

@@ -180,7 +180,7 @@ def _movebox_config(name: str, *, horizon: int, iterations: int) -> TrainConfig:
         algorithm="mappo",
         collector=CollectorConfig(num_envs=64, steps_per_env=horizon, iterations=iterations),
         loss=LossConfig(gamma=0.99, lmbda=0.95, entropy_coeff=0.01),
-        optim=OptimConfig(lr=1e-3, epochs=4, minibatch_size=64 * horizon // 4),
+        optim=OptimConfig(lr=3e-4, epochs=4, minibatch_size=64 * horizon // 4),
         eval=EvalConfig(episodes=100, interval=10),
     )
 
@@ -201,7 +201,7 @@ register_experiment(
         name="movebox-hard",
         description="Move Box hard (seed 004, Table I): 2 agents, co-prime periods (2, 3)",
         env_factory=_movebox_factory("hard"),
-        config=_movebox_config("movebox-hard", horizon=20, iterations=150),
+        config=_movebox_config("movebox-hard", horizon=20, iterations=100),
         max_episode_steps=20,
         success_key="terminated",
     )

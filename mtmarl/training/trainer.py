@@ -154,8 +154,8 @@ class Trainer:
             self._env_factory = lambda **kw: env_fn(device=config.device, **kw)
             self.max_episode_steps = max_episode_steps or config.collector.steps_per_env
             self.success_key = experiment.success_key if experiment else None
-        self.run_dir = Path(run_dir) if run_dir is not None else (
-            Path(config.run.out_dir) / config.run_name
+        self.run_dir = (
+            Path(run_dir) if run_dir is not None else (Path(config.run.out_dir) / config.run_name)
         )
         self.checkpoint_path = self.run_dir / "checkpoints" / "last.pt"
         self._resume_state = self._check_run_dir(resume)

@@ -44,8 +44,10 @@ class BanditTeamEnv(EnvBase):
         b = self.batch_size
         obs = torch.randn(*b, N_AGENTS, 3, generator=self._rng)
         return TensorDict(
-            {"agents": TensorDict({"observation": obs}, (*b, N_AGENTS)),
-             "state": torch.randn(*b, 4, generator=self._rng)},
+            {
+                "agents": TensorDict({"observation": obs}, (*b, N_AGENTS)),
+                "state": torch.randn(*b, 4, generator=self._rng),
+            },
             batch_size=b,
         )
 
@@ -62,10 +64,14 @@ class BanditTeamEnv(EnvBase):
         self._t = self._t + 1
         out = self._obs()
         done = (self._t >= HORIZON).unsqueeze(-1)
-        out.update({
-            "reward": (action == 1).float().sum(-1, keepdim=True),
-            "done": done, "terminated": done.clone(), "truncated": torch.zeros_like(done),
-        })
+        out.update(
+            {
+                "reward": (action == 1).float().sum(-1, keepdim=True),
+                "done": done,
+                "terminated": done.clone(),
+                "truncated": torch.zeros_like(done),
+            }
+        )
         return out
 
 
@@ -77,4 +83,3 @@ def bandit_env_fn(*, num_envs, device, seed, phase_mode):
     return TransformedEnv(
         BanditTeamEnv(num_envs=num_envs, device=device, seed=seed), Compose(*transforms)
     )
-

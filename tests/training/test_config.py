@@ -21,8 +21,14 @@ def test_defaults_and_derived_sizes():
 def test_overrides_are_typed():
     cfg = apply_overrides(
         TrainConfig(),
-        ["variant=onehot", "seed=3", "model.num_cells=[128,32]", "optim.lr=1e-3",
-         "model.pfnn_period=4", "env.foo=1"],
+        [
+            "variant=onehot",
+            "seed=3",
+            "model.num_cells=[128,32]",
+            "optim.lr=1e-3",
+            "model.pfnn_period=4",
+            "env.foo=1",
+        ],
     )
     assert cfg.variant == "onehot" and cfg.seed == 3
     assert cfg.model.num_cells == [128, 32] and cfg.model.pfnn_period == 4

@@ -63,8 +63,11 @@ def test_every_variant_and_objective_learns_a_trivial_task(variant, algorithm, t
 
 
 def test_run_directory_contents(tmp_path):
-    result = train(bandit_config("basic", "mappo", "collector.iterations=2"),
-                   env_fn=bandit_env_fn, run_dir=tmp_path)
+    result = train(
+        bandit_config("basic", "mappo", "collector.iterations=2"),
+        env_fn=bandit_env_fn,
+        run_dir=tmp_path,
+    )
     names = {p.name for p in tmp_path.iterdir()}
     assert {"config.yaml", "checkpoints", "eval.json", "learning_curve.png", "metrics"} <= names
     scalars = {p.stem for p in (tmp_path / "metrics" / "scalars").iterdir()}
@@ -77,8 +80,9 @@ def _params(trainer):
     return {k: v.clone() for k, v in trainer.loss_module.state_dict().items()}
 
 
-@pytest.mark.parametrize("variant, algorithm", [("phasic", "mappo"), ("recurrent", "mappo"),
-                                                ("basic", "coma")])
+@pytest.mark.parametrize(
+    "variant, algorithm", [("phasic", "mappo"), ("recurrent", "mappo"), ("basic", "coma")]
+)
 def test_interrupt_and_resume_equals_uninterrupted(variant, algorithm, tmp_path):
     cfg = bandit_config(variant, algorithm, "collector.iterations=4")
     full = Trainer(cfg, env_fn=bandit_env_fn, max_episode_steps=HORIZON, run_dir=tmp_path / "a")
@@ -92,8 +96,9 @@ def test_interrupt_and_resume_equals_uninterrupted(variant, algorithm, tmp_path)
     interrupted = first.train(callback=stop_after_two)
     assert interrupted.interrupted and interrupted.iterations == 2
     assert not (tmp_path / "b" / "eval.json").exists()
-    resumed = Trainer(cfg, env_fn=bandit_env_fn, max_episode_steps=HORIZON,
-                      run_dir=tmp_path / "b", resume=True)
+    resumed = Trainer(
+        cfg, env_fn=bandit_env_fn, max_episode_steps=HORIZON, run_dir=tmp_path / "b", resume=True
+    )
     assert resumed.iteration == 2
     result = resumed.train()
     assert result.iterations == 4 and not result.interrupted
@@ -116,8 +121,12 @@ def test_corrupt_or_mismatched_checkpoint(tmp_path):
     train(cfg, env_fn=bandit_env_fn, run_dir=tmp_path)
     ckpt = tmp_path / "checkpoints" / "last.pt"
     with pytest.raises(CheckpointError, match="model"):
-        Trainer(apply_overrides(cfg, ["model.num_cells=[8]"]), env_fn=bandit_env_fn,
-                run_dir=tmp_path, resume=True)
+        Trainer(
+            apply_overrides(cfg, ["model.num_cells=[8]"]),
+            env_fn=bandit_env_fn,
+            run_dir=tmp_path,
+            resume=True,
+        )
     good = ckpt.read_bytes()
     ckpt.write_bytes(good[: len(good) // 2])
     before = sorted(p.name for p in tmp_path.rglob("*"))
