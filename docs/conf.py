@@ -37,6 +37,7 @@ API_PACKAGES = [
     "mtmarl.nn",
     "mtmarl.transforms",
     "mtmarl.envs",
+    "mtmarl.envs.building",
     "mtmarl.modules",
     "mtmarl.objectives",
     "mtmarl.training",
@@ -64,14 +65,19 @@ def api_page(package: str) -> str:
     title = f"``{package}``"
     lines = [title, "=" * len(title), "", f".. automodule:: {package}", "   :no-members:", ""]
     lines += [f".. currentmodule:: {package}", ""]
+    deeper = [p for p in API_PACKAGES if p.startswith(package + ".")]
     for name in module.__all__:
         obj = getattr(module, name)
+        # a name re-exported from a deeper API package is indexed on that package's page only
+        home = getattr(obj, "__module__", "") or ""
+        extra = ["   :no-index:"] if any(home.startswith(d) for d in deeper) else []
         if isinstance(obj, type):
-            lines += [f".. autoclass:: {name}", "   :members:", "   :show-inheritance:", ""]
+            lines += [f".. autoclass:: {name}", "   :members:", "   :show-inheritance:", *extra]
         elif callable(obj):
-            lines += [f".. autofunction:: {name}", ""]
+            lines += [f".. autofunction:: {name}", *extra]
         else:
-            lines += [f".. autodata:: {name}", "   :no-value:", ""]
+            lines += [f".. autodata:: {name}", "   :no-value:", *extra]
+        lines.append("")
     return "\n".join(lines)
 
 

@@ -6,10 +6,19 @@ done flags at the root, global state at ``"state"``) and leaves the multi-timesc
 :class:`~mtmarl.transforms.ActionFrequencyMask`, which the ``make_*_env`` helpers compose.
 """
 
+from mtmarl.envs.building import BuildingEnv, RuleBasedPolicy, make_building_env
 from mtmarl.envs.movebox import MoveBoxEnv, make_movebox_env
+from mtmarl.envs.weather import Weather, load_tmy3
 
 __all__ = [
     # Move Box (seed 004, section V-A)
     "MoveBoxEnv",
     "make_movebox_env",
+    # building energy management (seed 004, section V-B); physics in mtmarl.envs.building
+    "BuildingEnv",
+    "make_building_env",
+    "RuleBasedPolicy",
+    # real weather (TMY3 files shipped with pvlib), shared by the energy envs
+    "Weather",
+    "load_tmy3",
 ]
