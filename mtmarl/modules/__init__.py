@@ -2,14 +2,18 @@
 
 The four policy/critic variants of seed 004 (``basic``, ``recurrent``, ``onehot``,
 ``phasic``) for discrete per-agent actions, all parameter-shared over agents with a one-hot
-agent id, plus the building blocks they are composed of (usable without the trainer).
+agent id, plus the building blocks they are composed of (usable without the trainer), and
+MATPPO's LSTM forecast encoder, hybrid-action shared actor and Transformer critic.
 """
 
 from mtmarl.modules.agent_id import SharedAgentNet
 from mtmarl.modules.categorical import make_categorical_actor
 from mtmarl.modules.coma_critic import COMACritic
+from mtmarl.modules.forecast_encoder import ForecastEncoder
+from mtmarl.modules.hybrid_actor import make_hybrid_actor
 from mtmarl.modules.recurrent import MultiAgentGRU, set_recurrent_mode
 from mtmarl.modules.step_phase import PhaseFromStepCount
+from mtmarl.modules.transformer_critic import TransformerCritic
 from mtmarl.modules.variants import (
     VARIANTS,
     make_actor,
@@ -47,4 +51,8 @@ __all__ = [
     # recurrence (TorchRL step / recurrent modes, primers)
     "MultiAgentGRU",
     "set_recurrent_mode",
+    # MATPPO (seed 000): forecast encoder, hybrid-action shared actor, Transformer critic
+    "ForecastEncoder",
+    "make_hybrid_actor",
+    "TransformerCritic",
 ]
