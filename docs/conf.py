@@ -38,6 +38,7 @@ API_PACKAGES = [
     "mtmarl.transforms",
     "mtmarl.envs",
     "mtmarl.envs.building",
+    "mtmarl.envs.community",
     "mtmarl.modules",
     "mtmarl.objectives",
     "mtmarl.training",
@@ -109,6 +110,9 @@ autodoc_typehints_format = "short"
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
 napoleon_use_rtype = False
+# "Attributes:" sections as field lists, so that documented dataclass/NamedTuple fields are
+# not described twice (once by napoleon, once by autodoc's :members:)
+napoleon_use_ivar = True
 autosummary_generate = False
 nitpicky = False
 suppress_warnings = ["config.cache"]

@@ -7,6 +7,7 @@ done flags at the root, global state at ``"state"``) and leaves the multi-timesc
 """
 
 from mtmarl.envs.building import BuildingEnv, RuleBasedPolicy, make_building_env
+from mtmarl.envs.community import CommunityEnergyEnv, clear_mid_market
 from mtmarl.envs.movebox import MoveBoxEnv, make_movebox_env
 from mtmarl.envs.weather import Weather, load_tmy3
 
@@ -18,6 +19,9 @@ __all__ = [
     "BuildingEnv",
     "make_building_env",
     "RuleBasedPolicy",
+    # community energy trading (seed 000); market and devices in mtmarl.envs.community
+    "CommunityEnergyEnv",
+    "clear_mid_market",
     # real weather (TMY3 files shipped with pvlib), shared by the energy envs
     "Weather",
     "load_tmy3",

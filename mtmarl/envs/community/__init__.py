@@ -1,0 +1,29 @@
+"""Community energy trading (seed 000): prosumers, their devices and the mid-market-rate platform.
+
+One concept per file: :mod:`~mtmarl.envs.community.market` (the cloud trading platform's
+clearing), :mod:`~mtmarl.envs.community.devices` (battery, EV and heat-pump physics) and
+:mod:`~mtmarl.envs.community.env` (:class:`CommunityEnergyEnv`, the batched torchrl env).
+"""
+
+from mtmarl.envs.community.devices import battery_step, ev_step, hvac_step
+from mtmarl.envs.community.env import CommunityEnergyEnv
+from mtmarl.envs.community.market import (
+    MarketClearing,
+    clear_mid_market,
+    grid_only_bill,
+    mid_market_rate,
+)
+
+__all__ = [
+    # the environment
+    "CommunityEnergyEnv",
+    # the cloud trading platform's mid-market-rate market
+    "MarketClearing",
+    "clear_mid_market",
+    "grid_only_bill",
+    "mid_market_rate",
+    # device physics
+    "battery_step",
+    "ev_step",
+    "hvac_step",
+]
