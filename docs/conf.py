@@ -122,7 +122,6 @@ exclude_patterns = ["_build", "auto_tutorials/*.ipynb", "auto_tutorials/*.py", "
 
 html_theme = "furo"
 html_title = f"mtmarl {release}"
-html_static_path = ["_static"]
 
 sphinx_gallery_conf = {
     "examples_dirs": str(HERE.parent / "tutorials"),
