@@ -33,9 +33,10 @@ from collections.abc import Sequence
 
 import torch
 from tensordict import TensorDict, TensorDictBase
-from torchrl.data import Bounded, Categorical, Composite, Unbounded
-from torchrl.envs import Compose, EnvBase, StepCounter, TransformedEnv
+from torchrl.data import Bounded, Categorical, Composite
+from torchrl.envs import Compose, StepCounter, TransformedEnv
 
+from mtmarl.envs._batched import BatchedTorchEnv
 from mtmarl.transforms import ActionFrequencyMask, PhaseEncoding, multi_timescale_period
 
 __all__ = ["MoveBoxEnv", "make_movebox_env"]
@@ -74,7 +75,7 @@ def _check_pair(value: object, name: str) -> tuple[object, object]:
     return value[0], value[1]
 
 
-class MoveBoxEnv(EnvBase):
+class MoveBoxEnv(BatchedTorchEnv):
     """Batched, pure-torch Move Box environment (seed 004, section V-A).
 
     ``num_envs`` independent gridworlds are stepped together as one tensor
@@ -403,26 +404,9 @@ class MoveBoxEnv(EnvBase):
             shape=(E,),
             device=device,
         )
-        self.reward_spec = Composite(
-            reward=Unbounded(shape=(E, 1), dtype=torch.float32, device=device),
-            shape=(E,),
-            device=device,
-        )
-        self.done_spec = Composite(
-            done=Categorical(n=2, shape=(E, 1), dtype=torch.bool, device=device),
-            terminated=Categorical(n=2, shape=(E, 1), dtype=torch.bool, device=device),
-            truncated=Categorical(n=2, shape=(E, 1), dtype=torch.bool, device=device),
-            shape=(E,),
-            device=device,
-        )
+        self._set_team_reward_and_done_specs(E, device)
 
     # ----------------------------------------------------------------- dynamics
-    def _set_seed(self, seed: int | None) -> None:
-        if seed is None:
-            seed = int(torch.randint(0, 2**62, ()).item())
-        self._last_seed = int(seed)
-        self._generator.manual_seed(self._last_seed)
-
     _TENSOR_ATTRS = (
         "_dy",
         "_xs",
@@ -433,36 +417,6 @@ class MoveBoxEnv(EnvBase):
         "_rows",
         "_t",
     )
-
-    def to(self, device: torch.device | str) -> MoveBoxEnv:
-        """Moves the specs, the state and the random generator to ``device``.
-
-        The generator is rebuilt on the new device and re-seeded with the last seed
-        given to :meth:`set_seed` (generator states do not transfer across devices).
-
-        Args:
-            device (torch.device | str): the target device.
-
-        Returns:
-            MoveBoxEnv: ``self``.
-
-        Examples:
-            >>> env = MoveBoxEnv.easy(num_envs=2)
-            >>> env.to("cpu") is env, env.reset()["state"].device.type
-            (True, 'cpu')
-        """
-        target = torch.device(device)
-        if target.type == "cuda" and target.index is None:
-            target = torch.device("cuda", torch.cuda.current_device())
-        if target == self.device:
-            return self
-        moved = {name: getattr(self, name).to(target) for name in self._TENSOR_ATTRS}
-        super().to(target)
-        for name, value in moved.items():
-            setattr(self, name, value)
-        self._generator = torch.Generator(device=target)
-        self._generator.manual_seed(self._last_seed)
-        return self
 
     def _observe(self, rows: torch.Tensor) -> TensorDict:
         """Observation/state tensordict for rows ``(E, 3)`` (no done/reward entries)."""

@@ -18,9 +18,10 @@ from collections.abc import Sequence
 
 import torch
 from tensordict import TensorDict, TensorDictBase
-from torchrl.data import Bounded, Categorical, Composite, Unbounded
-from torchrl.envs import Compose, EnvBase, StepCounter, TransformedEnv
+from torchrl.data import Bounded, Composite, Unbounded
+from torchrl.envs import Compose, StepCounter, TransformedEnv
 
+from mtmarl.envs._batched import BatchedTorchEnv
 from mtmarl.envs.building.exogenous import building_exogenous
 from mtmarl.envs.building.storage import EnergyStorage
 from mtmarl.envs.building.thermal_model import (
@@ -92,7 +93,7 @@ def _check_range(
     return lo, hi
 
 
-class BuildingEnv(EnvBase):
+class BuildingEnv(BatchedTorchEnv):
     r"""Batched, pure-torch five-zone building with HVAC and storage agents (seed 004, V-B).
 
     **Agents** (one continuous action each, ``("agents", "action")`` in ``[-1, 1]``,
@@ -477,24 +478,9 @@ class BuildingEnv(EnvBase):
             shape=(E,),
             device=device,
         )
-        self.reward_spec = Composite(
-            reward=Unbounded(shape=(E, 1), device=device), shape=(E,), device=device
-        )
-        self.done_spec = Composite(
-            done=Categorical(n=2, shape=(E, 1), dtype=torch.bool, device=device),
-            terminated=Categorical(n=2, shape=(E, 1), dtype=torch.bool, device=device),
-            truncated=Categorical(n=2, shape=(E, 1), dtype=torch.bool, device=device),
-            shape=(E,),
-            device=device,
-        )
+        self._set_team_reward_and_done_specs(E, device)
 
     # ----------------------------------------------------------------- seeding
-    def _set_seed(self, seed: int | None) -> None:
-        if seed is None:
-            seed = int(torch.randint(0, 2**62, ()).item())
-        self._last_seed = int(seed)
-        self._generator.manual_seed(self._last_seed)
-
     _TENSOR_ATTRS = (
         "_exo",
         "_flow_low",
@@ -513,35 +499,8 @@ class BuildingEnv(EnvBase):
         "_last_power",
     )
 
-    def to(self, device: torch.device | str) -> BuildingEnv:
-        """Moves the specs, the state, the tables and the generator to ``device``.
-
-        The generator is rebuilt on the new device and re-seeded with the last seed.
-
-        Args:
-            device (torch.device | str): the target device.
-
-        Returns:
-            BuildingEnv: ``self``.
-
-        Examples:
-            >>> env = BuildingEnv(seed=0)
-            >>> env.to("cpu") is env, env.reset()["state"].device.type
-            (True, 'cpu')
-        """
-        target = torch.device(device)
-        if target.type == "cuda" and target.index is None:
-            target = torch.device("cuda", torch.cuda.current_device())
-        if target == self.device:
-            return self
-        moved = {name: getattr(self, name).to(target) for name in self._TENSOR_ATTRS}
-        super().to(target)
-        for name, value in moved.items():
-            setattr(self, name, value)
-        self.rom = self.rom.to(target)
-        self._generator = torch.Generator(device=target)
-        self._generator.manual_seed(self._last_seed)
-        return self
+    def _moved_to(self, device: torch.device) -> None:
+        self.rom = self.rom.to(device)
 
     # ---------------------------------------------------------------- dynamics
     def _observe(self) -> TensorDict:

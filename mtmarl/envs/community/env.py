@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from tensordict import TensorDict, TensorDictBase
 from torchrl.data import Bounded, Categorical, Composite, Unbounded
-from torchrl.envs import EnvBase
 
+from mtmarl.envs._batched import BatchedTorchEnv
 from mtmarl.envs.community.devices import battery_step, ev_step, hvac_step
 from mtmarl.envs.community.market import clear_mid_market
 from mtmarl.envs.weather import TMY3_STATIONS, load_tmy3
@@ -119,7 +119,7 @@ def _pv_unit_profiles(station: str) -> tuple[torch.Tensor, torch.Tensor, torch.T
     )
 
 
-class CommunityEnergyEnv(EnvBase):
+class CommunityEnergyEnv(BatchedTorchEnv):
     """Batched, pure-torch community of prosumers trading energy at the mid-market rate.
 
     ``num_envs`` communities of ``n_prosumers`` agents step together as one tensor program
@@ -637,51 +637,9 @@ class CommunityEnergyEnv(EnvBase):
             shape=(E,),
             device=dev,
         )
-        self.reward_spec = Composite(reward=unb(E, 1), shape=(E,), device=dev)
-        self.done_spec = Composite(
-            done=Categorical(n=2, shape=(E, 1), dtype=torch.bool, device=dev),
-            terminated=Categorical(n=2, shape=(E, 1), dtype=torch.bool, device=dev),
-            truncated=Categorical(n=2, shape=(E, 1), dtype=torch.bool, device=dev),
-            shape=(E,),
-            device=dev,
-        )
+        self._set_team_reward_and_done_specs(E, dev)
 
     # -------------------------------------------------------------------- seeding
-    def _set_seed(self, seed: int | None) -> None:
-        if seed is None:
-            seed = int(torch.randint(0, 2**62, ()).item())
-        self._last_seed = int(seed)
-        self._generator.manual_seed(self._last_seed)
-
-    def to(self, device: torch.device | str) -> CommunityEnergyEnv:
-        """Moves the specs, the tables, the state and the random generator to ``device``.
-
-        The generator is rebuilt on the new device and re-seeded with the last seed
-        given to :meth:`set_seed` (generator states do not transfer across devices).
-
-        Args:
-            device (torch.device | str): the target device.
-
-        Returns:
-            CommunityEnergyEnv: ``self``.
-
-        Examples:
-            >>> env = CommunityEnergyEnv(n_prosumers=2, seed=0)
-            >>> env.to("cpu") is env, env.reset()["state"].device.type
-            (True, 'cpu')
-        """
-        target = torch.device(device)
-        if target.type == "cuda" and target.index is None:
-            target = torch.device("cuda", torch.cuda.current_device())
-        if target == self.device:
-            return self
-        moved = {name: getattr(self, name).to(target) for name in self._TENSOR_ATTRS}
-        super().to(target)
-        for name, value in moved.items():
-            setattr(self, name, value)
-        self._generator = torch.Generator(device=target)
-        self._generator.manual_seed(self._last_seed)
-        return self
 
     # ------------------------------------------------------------------- episodes
     def _rand(self, *shape: int) -> torch.Tensor:
