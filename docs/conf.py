@@ -42,6 +42,7 @@ API_PACKAGES = [
     "mtmarl.modules",
     "mtmarl.objectives",
     "mtmarl.training",
+    "mtmarl.interop",
 ]
 
 
