@@ -144,6 +144,10 @@ class COMALoss(LossModule):
             Defaults to ``1.0``.
         loss_critic_type (str): ``"l2"``, ``"l1"`` or ``"smooth_l1"``.
             Defaults to ``"l2"`` (COMA's squared TD error).
+        normalize_advantage (bool): standardise the counterfactual advantages over the
+            (actor-masked) batch before the policy-gradient term, as PPO implementations do.
+            Sparse rewards give tiny early advantages that an unnormalised gradient barely
+            moves. Defaults to ``False`` (the COMA paper's estimator).
         delay_critic (bool): keep a separate target critic
             (``target_critic_network_params``, updated by a target-net
             updater). ``False`` uses the current critic (detached) for targets.
@@ -255,6 +259,7 @@ class COMALoss(LossModule):
         loss_critic_type: str = "l2",
         delay_critic: bool = True,
         reduction: str = "mean",
+        normalize_advantage: bool = False,
     ) -> None:
         for name, value in (("gamma", gamma), ("lmbda", lmbda)):
             if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -289,6 +294,7 @@ class COMALoss(LossModule):
         )
         self.delay_critic = delay_critic
         self.loss_critic_type = loss_critic_type
+        self.normalize_advantage = bool(normalize_advantage)
         self.reduction = reduction
         self.gamma = float(gamma)
         self.lmbda = float(lmbda)
@@ -667,6 +673,11 @@ class COMALoss(LossModule):
             can_act = can_act.bool()
             actor_mask = can_act if valid is None else valid & can_act
 
+        if self.normalize_advantage:
+            with torch.no_grad():
+                mean = self._masked_mean(advantage, actor_mask)
+                var = self._masked_mean((advantage - mean) ** 2, actor_mask)
+                advantage = (advantage - mean) / var.sqrt().clamp_min(1e-6)
         loss_objective = self._reduce_loss(-(advantage * log_prob), mask=actor_mask)
         loss_critic = self._reduce_loss(
             distance_loss(q_taken, target, loss_function=self.loss_critic_type), mask=valid

@@ -161,6 +161,9 @@ class LossConfig:
             False.
         target_update_interval (int): COMA target-critic hard update period, in iterations.
             Defaults to 1.
+        normalize_advantage (bool): standardise advantages over each minibatch (MAPPO: over
+            the batch, not across agents; COMA: the counterfactual advantages). Defaults to
+            True.
 
     Examples:
         >>> try:
@@ -177,6 +180,7 @@ class LossConfig:
     critic_coeff: float = 1.0
     value_norm: bool = False
     target_update_interval: int = 1
+    normalize_advantage: bool = True
 
     def __post_init__(self) -> None:
         for name in ("gamma", "lmbda"):

@@ -300,6 +300,7 @@ class Trainer:
                 lmbda=cfg.loss.lmbda,
                 entropy_coeff=cfg.loss.entropy_coeff,
                 critic_coeff=cfg.loss.critic_coeff,
+                normalize_advantage=cfg.loss.normalize_advantage,
             )
             # torchrl's HardUpdate copies when its counter reaches the interval, i.e. every
             # interval + 1 calls; it is stepped once per iteration.
@@ -317,7 +318,7 @@ class Trainer:
             clip_epsilon=cfg.loss.clip_epsilon,
             entropy_coeff=cfg.loss.entropy_coeff,
             critic_coeff=cfg.loss.critic_coeff,
-            normalize_advantage=True,
+            normalize_advantage=cfg.loss.normalize_advantage,
         )
         loss.set_keys(
             action=ACTION,

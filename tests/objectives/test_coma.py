@@ -137,6 +137,17 @@ def test_counterfactual_baseline_by_hand(batch, logits, table):
     assert not torch.allclose(table[0, u[:, 1], u[:, 0]] - joint, adv.view(-1, N)[:, 0])
 
 
+def test_normalized_advantage(logits, table):
+    loss = COMALoss(
+        make_actor(logits), make_table_critic(table), delay_critic=False, normalize_advantage=True
+    )
+    td = make_batch((3, 5))
+    out = loss(td)
+    adv, logp = hand_advantage(td, logits, table)
+    norm = (adv - adv.mean()) / adv.std(unbiased=False)
+    assert torch.allclose(out["loss_objective"], -(norm * logp).mean(), atol=1e-5)
+
+
 def test_actor_gradient_matches_hand_policy_gradient(logits, table):
     loss = COMALoss(make_actor(logits), make_table_critic(table), delay_critic=False)
     td = make_batch((9,))
