@@ -133,7 +133,7 @@ def main() -> None:
     parser.add_argument("--difficulties", nargs="+", default=["easy", "hard"])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
     parser.add_argument("--coma-variants", nargs="+", default=list(COMA_VARIANTS))
-    parser.add_argument("--seeds-mappo", type=int, default=5)
+    parser.add_argument("--seeds-mappo", type=int, default=5, help="0 re-runs COMA only")
     parser.add_argument("--seeds-coma", type=int, default=3)
     parser.add_argument(
         "--override", action="append", default=[], help="extra key=value for every run"
@@ -183,7 +183,17 @@ def main() -> None:
                 f"return {record['final_return']:.1f} ({record['wall_s']:.0f} s)",
                 flush=True,
             )
-    (out / "runs.json").write_text(json.dumps(records, indent=1))
+    # merge with earlier records (a partial re-run replaces only its own rows)
+    runs_file = out / "runs.json"
+    if runs_file.exists():
+        fresh = {(r["difficulty"], r["algorithm"], r["variant"], r["seed"]) for r in records}
+        old = json.loads(runs_file.read_text())
+        records = [
+            r
+            for r in old
+            if (r["difficulty"], r["algorithm"], r["variant"], r["seed"]) not in fresh
+        ] + records
+    runs_file.write_text(json.dumps(records, indent=1))
     table = summarise(records)
     (out / "results.md").write_text(table + "\n")
     plot(records, out)

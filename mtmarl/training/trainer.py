@@ -411,11 +411,12 @@ class Trainer:
             for i in range(0, data.shape[0], per):
                 yield data[perm[i : i + per]]
         else:
+            # one gather per epoch, then contiguous slices (views) as minibatches
             flat = data.reshape(-1)
-            perm = torch.randperm(flat.shape[0])
+            shuffled = flat[torch.randperm(flat.shape[0])]
             size = cfg.optim.minibatch_size
-            for i in range(0, flat.shape[0], size):
-                yield flat[perm[i : i + size]]
+            for i in range(0, shuffled.shape[0], size):
+                yield shuffled[i : i + size]
 
     def _recurrent_context(self):
         if self.config.variant != "recurrent":
@@ -431,7 +432,7 @@ class Trainer:
         else:
             with torch.no_grad():
                 self.loss_module.compute_value_target(data)
-        sums: dict[str, float] = {}
+        sums: dict[str, torch.Tensor] = {}
         count = 0
         for _ in range(cfg.optim.epochs):
             for batch in self._minibatches(data):
@@ -444,14 +445,17 @@ class Trainer:
                     self.loss_module.parameters(), cfg.optim.max_grad_norm
                 )
                 self.optimizer.step()
+                # accumulate on device; converted to floats once per iteration (no host sync
+                # per minibatch)
                 for k, v in losses.items():
                     if k.startswith("loss_") or k in ("entropy", "clip_fraction", "kl_approx"):
-                        sums[k] = sums.get(k, 0.0) + float(v.detach().mean())
-                sums["grad_norm"] = sums.get("grad_norm", 0.0) + float(grad_norm)
+                        v = v.detach().mean()
+                        sums[k] = sums[k] + v if k in sums else v
+                sums["grad_norm"] = sums["grad_norm"] + grad_norm if count else grad_norm
                 count += 1
         if cfg.algorithm == "coma":
             self.target_updater.step()
-        return {f"train/{k}": v / max(count, 1) for k, v in sums.items()}
+        return {f"train/{k}": float(v) / max(count, 1) for k, v in sums.items()}
 
     def _episode_metrics(self, data: TensorDictBase) -> dict[str, float]:
         done = data["next", "done"].squeeze(-1)
