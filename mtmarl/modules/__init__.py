@@ -9,8 +9,10 @@ MATPPO's LSTM forecast encoder, hybrid-action shared actor and Transformer criti
 from mtmarl.modules.agent_id import SharedAgentNet
 from mtmarl.modules.categorical import make_categorical_actor
 from mtmarl.modules.coma_critic import COMACritic
+from mtmarl.modules.continuous import make_continuous_actor
 from mtmarl.modules.forecast_encoder import ForecastEncoder
 from mtmarl.modules.hybrid_actor import make_hybrid_actor
+from mtmarl.modules.masked_tanh_normal import MaskedTanhNormal
 from mtmarl.modules.recurrent import MultiAgentGRU, set_recurrent_mode
 from mtmarl.modules.step_phase import PhaseFromStepCount
 from mtmarl.modules.transformer_critic import TransformerCritic
@@ -51,6 +53,9 @@ __all__ = [
     # recurrence (TorchRL step / recurrent modes, primers)
     "MultiAgentGRU",
     "set_recurrent_mode",
+    # continuous actions (multi-timescale: masked tanh-normal, zero log-prob on forced steps)
+    "make_continuous_actor",
+    "MaskedTanhNormal",
     # MATPPO (seed 000): forecast encoder, hybrid-action shared actor, Transformer critic
     "ForecastEncoder",
     "make_hybrid_actor",
