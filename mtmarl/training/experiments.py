@@ -138,7 +138,7 @@ def get_experiment(name: str) -> Experiment:
         ...     get_experiment("movebox")
         ... except KeyError as err:
         ...     print(err.args[0])
-        unknown experiment 'movebox'; known: ['movebox-easy', 'movebox-hard']
+        unknown experiment 'movebox'; known: ['building', 'movebox-easy', 'movebox-hard']
     """
     try:
         return _REGISTRY[name]
@@ -150,8 +150,8 @@ def list_experiments() -> list[Experiment]:
     """All registered presets, sorted by name.
 
     Examples:
-        >>> [e.name for e in list_experiments()][:2]
-        ['movebox-easy', 'movebox-hard']
+        >>> [e.name for e in list_experiments()][:3]
+        ['building', 'movebox-easy', 'movebox-hard']
     """
     return [_REGISTRY[name] for name in sorted(_REGISTRY)]
 
@@ -208,5 +208,36 @@ register_experiment(
         config=_movebox_config("movebox-hard", horizon=20, iterations=150, entropy_coeff=0.03),
         max_episode_steps=20,
         success_key="terminated",
+    )
+)
+
+
+def _building_factory(
+    *, num_envs: int, device: str, seed: int, phase_mode: str | None, horizon: int = 30
+) -> EnvBase:
+    from mtmarl.envs import make_building_env
+
+    return make_building_env(
+        phase_mode=phase_mode, num_envs=num_envs, device=device, seed=seed, horizon=horizon
+    )
+
+
+register_experiment(
+    Experiment(
+        name="building",
+        description="5-zone building HVAC + storage (seed 004, sec. V-B): 7 agents, periods "
+        "(5 x6, 1), L = 15, continuous actions",
+        env_factory=_building_factory,
+        config=TrainConfig(
+            experiment="building",
+            variant="phasic",
+            algorithm="mappo",
+            collector=CollectorConfig(num_envs=64, steps_per_env=30, iterations=100),
+            loss=LossConfig(gamma=0.99, lmbda=0.95, entropy_coeff=0.001),
+            optim=OptimConfig(lr=3e-4, epochs=4, minibatch_size=480),
+            eval=EvalConfig(episodes=64, interval=10),
+        ),
+        max_episode_steps=30,
+        success_key=None,
     )
 )

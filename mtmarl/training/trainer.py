@@ -24,6 +24,7 @@ import torch
 from tensordict import TensorDictBase
 from tensordict.nn import TensorDictModuleBase
 from torchrl.collectors import Collector
+from torchrl.data import Bounded, Categorical
 from torchrl.envs import EnvBase, InitTracker, RewardSum, TransformedEnv
 from torchrl.envs.utils import ExplorationType
 from torchrl.objectives.value.functional import vec_generalized_advantage_estimate
@@ -108,9 +109,13 @@ class Trainer:
 
     Keyword Args:
         env_fn (Callable, optional): ``env_fn(*, num_envs, device, seed, phase_mode) -> EnvBase``
-            to train on any torchrl multi-agent env (discrete per-agent actions at
-            ``("agents", "action")``, observations at ``("agents", "observation")``, global
-            ``"state"``, team reward at the root). Defaults to the experiment preset's factory.
+            to train on any torchrl multi-agent env: per-agent actions at
+            ``("agents", "action")`` -- discrete (``Categorical``, shape ``(*B, N)``; masked by
+            ``("agents", "action_mask")`` when present) or continuous (``Bounded``,
+            ``(*B, N, A)``; forced steps from ``("agents", "can_act")`` get zero log-prob via
+            :class:`~mtmarl.modules.MaskedTanhNormal`) -- observations at
+            ``("agents", "observation")``, global ``"state"``, team reward at the root.
+            Defaults to the experiment preset's factory.
         experiment (Experiment, optional): preset providing the env factory, horizon and
             success key. Defaults to ``get_experiment(config.experiment)`` unless ``env_fn``
             is given.
@@ -209,13 +214,24 @@ class Trainer:
 
     def _read_specs(self, env: EnvBase) -> None:
         action_spec = env.full_action_spec[ACTION]
-        if not hasattr(action_spec, "n"):
+        self.action_spec = action_spec
+        if isinstance(action_spec, Categorical):  # (*B, N) indices
+            self.continuous = False
+            self.n_agents = action_spec.shape[-1]
+            self.n_actions = int(action_spec.n)
+        elif isinstance(action_spec, Bounded) and action_spec.dtype.is_floating_point:
+            self.continuous = True  # (*B, N, A) in [low, high]
+            self.n_agents, self.action_dim = action_spec.shape[-2:]
+            if self.config.algorithm == "coma":
+                raise ConfigError(
+                    "algorithm=coma needs discrete actions (its critic outputs one value per "
+                    f"action); the env's action at {ACTION} is continuous"
+                )
+        else:
             raise ConfigError(
-                f"the trainer's discrete variants need a Categorical action at {ACTION}, "
-                f"got {type(action_spec).__name__}"
+                f"the trainer needs a Categorical (discrete) or Bounded (continuous) action at "
+                f"{ACTION}, got {type(action_spec).__name__}"
             )
-        self.n_agents = action_spec.shape[-1]
-        self.n_actions = int(action_spec.n)
         obs_spec = env.observation_spec
         self.observation_dim = obs_spec[OBS].shape[-1]
         self.state_dim = obs_spec["state"].shape[-1]
@@ -238,14 +254,27 @@ class Trainer:
             }
         elif cfg.variant == "recurrent":
             variant_args = {"hidden_size": cfg.model.hidden_size}
-        actor = make_actor(
-            cfg.variant,
-            observation_dim=self.observation_dim,
-            n_actions=self.n_actions,
-            action_mask_key=MASK if self.has_mask else None,
-            **common,
-            **variant_args,
-        )
+        if self.continuous:
+            from mtmarl.modules import make_continuous_actor
+
+            actor = make_continuous_actor(
+                cfg.variant,
+                observation_dim=self.observation_dim,
+                action_dim=self.action_dim,
+                action_spec=self.action_spec,
+                can_act_key=CAN_ACT if self.has_can_act else None,
+                **common,
+                **variant_args,
+            )
+        else:
+            actor = make_actor(
+                cfg.variant,
+                observation_dim=self.observation_dim,
+                n_actions=self.n_actions,
+                action_mask_key=MASK if self.has_mask else None,
+                **common,
+                **variant_args,
+            )
         if cfg.algorithm == "coma":
             critic = self._make_coma_critic()
         else:

@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import torch
 from tensordict import TensorDict, TensorDictBase
-from torchrl.data import Categorical, Composite, Unbounded
+from torchrl.data import Bounded, Categorical, Composite, Unbounded
 from torchrl.envs import Compose, EnvBase, StepCounter, TransformedEnv
 
-from mtmarl.transforms import PhaseEncoding
+from mtmarl.transforms import ActionFrequencyMask, PhaseEncoding
 
 N_AGENTS, N_ACTIONS, HORIZON = 2, 3, 4
 
 
 class BanditTeamEnv(EnvBase):
-    def __init__(self, *, num_envs: int, device=None, seed: int = 0) -> None:
+    """Discrete: +1 per agent choosing action 1. Continuous: 1 - |a - 0.5| per agent."""
+
+    def __init__(self, *, num_envs: int, device=None, seed: int = 0, continuous=False) -> None:
         super().__init__(batch_size=torch.Size([num_envs]), device=device)
         b, n = self.batch_size, N_AGENTS
         self.observation_spec = Composite(
@@ -25,10 +27,11 @@ class BanditTeamEnv(EnvBase):
             state=Unbounded((*b, 4)),
             shape=b,
         )
-        self.action_spec = Composite(
-            agents=Composite(action=Categorical(N_ACTIONS, shape=(*b, n)), shape=(*b, n)),
-            shape=b,
+        self.continuous = continuous
+        action = (
+            Bounded(-1.0, 1.0, shape=(*b, n, 1)) if continuous else Categorical(N_ACTIONS, (*b, n))
         )
+        self.action_spec = Composite(agents=Composite(action=action, shape=(*b, n)), shape=b)
         self.reward_spec = Unbounded((*b, 1))
         flag = Categorical(2, shape=(*b, 1), dtype=torch.bool)
         self.done_spec = Composite(
@@ -66,7 +69,9 @@ class BanditTeamEnv(EnvBase):
         done = (self._t >= HORIZON).unsqueeze(-1)
         out.update(
             {
-                "reward": (action == 1).float().sum(-1, keepdim=True),
+                "reward": (1 - (action - 0.5).abs()).sum((-2, -1)).unsqueeze(-1)
+                if self.continuous
+                else (action == 1).float().sum(-1, keepdim=True),
                 "done": done,
                 "terminated": done.clone(),
                 "truncated": torch.zeros_like(done),
@@ -75,11 +80,14 @@ class BanditTeamEnv(EnvBase):
         return out
 
 
-def bandit_env_fn(*, num_envs, device, seed, phase_mode):
+def bandit_env_fn(*, num_envs, device, seed, phase_mode, continuous=False):
     transforms = [StepCounter()]
+    if continuous:  # agent 1 acts every 2 steps and holds its action in between
+        transforms.append(ActionFrequencyMask((1, 2), mode="hold"))
     if phase_mode is not None:
         in_keys = None if phase_mode == "phase" else [("agents", "observation"), "state"]
         transforms.append(PhaseEncoding(2, mode=phase_mode, in_keys=in_keys))
     return TransformedEnv(
-        BanditTeamEnv(num_envs=num_envs, device=device, seed=seed), Compose(*transforms)
+        BanditTeamEnv(num_envs=num_envs, device=device, seed=seed, continuous=continuous),
+        Compose(*transforms),
     )

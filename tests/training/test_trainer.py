@@ -62,6 +62,28 @@ def test_every_variant_and_objective_learns_a_trivial_task(variant, algorithm, t
     assert after > before or before >= 0.9 * best
 
 
+@pytest.mark.parametrize("variant", ["basic", "onehot", "phasic", "recurrent"])
+def test_continuous_actions_learn_through_the_frequency_mask(variant, tmp_path):
+    def env_fn(**kw):
+        return bandit_env_fn(continuous=True, **kw)
+
+    cfg = bandit_config(variant, "mappo", "optim.lr=1e-2", "loss.entropy_coeff=0.0")
+    trainer = Trainer(cfg, env_fn=env_fn, max_episode_steps=HORIZON, run_dir=tmp_path)
+    assert trainer.continuous and trainer.action_dim == 1
+    before = trainer.evaluate().return_mean
+    after = trainer.train().evaluation.return_mean
+    best = HORIZON * N_AGENTS  # a random policy gets about 3.3
+    assert after >= 0.85 * best and after > before, f"{variant}: {before:.2f} -> {after:.2f}"
+
+
+def test_coma_rejects_continuous_actions(tmp_path):
+    def env_fn(**kw):
+        return bandit_env_fn(continuous=True, **kw)
+
+    with pytest.raises(ConfigError, match="algorithm=coma needs discrete actions"):
+        Trainer(bandit_config("basic", "coma"), env_fn=env_fn, run_dir=tmp_path)
+
+
 def test_run_directory_contents(tmp_path):
     result = train(
         bandit_config("basic", "mappo", "collector.iterations=2"),
