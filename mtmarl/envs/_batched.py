@@ -18,6 +18,20 @@ class BatchedTorchEnv(EnvBase):
 
     _TENSOR_ATTRS: tuple[str, ...] = ()
 
+    def __init__(
+        self, *, num_envs: int, device: torch.device | str | None, seed: int | None, who: str
+    ) -> None:
+        """Check ``seed`` and set up ``batch_size=(num_envs,)`` on ``device`` (CPU if None)."""
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise TypeError(
+                f"{who} expected seed to be an int or None, got {type(seed).__name__} {seed!r}"
+            )
+        super().__init__(
+            device=torch.device("cpu") if device is None else device,
+            batch_size=torch.Size((num_envs,)),
+        )
+        self.num_envs = num_envs
+
     def _set_team_reward_and_done_specs(self, num_envs: int, device: torch.device) -> None:
         """Root team reward ``(E, 1)`` float32 and done/terminated/truncated ``(E, 1)`` bool."""
         flag = Categorical(n=2, shape=(num_envs, 1), dtype=torch.bool, device=device)

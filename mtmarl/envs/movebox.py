@@ -246,17 +246,8 @@ class MoveBoxEnv(BatchedTorchEnv):
                 f"MoveBoxEnv expected random_start to be a bool, got "
                 f"{type(random_start).__name__} {random_start!r}"
             )
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise TypeError(
-                f"MoveBoxEnv expected seed to be an int or None, got {type(seed).__name__} {seed!r}"
-            )
-
-        super().__init__(
-            device=torch.device("cpu") if device is None else device,
-            batch_size=torch.Size((num_envs,)),
-        )
+        super().__init__(num_envs=num_envs, device=device, seed=seed, who="MoveBoxEnv")
         device = self.device
-        self.num_envs = num_envs
         self.height = height
         self.agent_start_rows = starts
         self.box_start_row = box_start_row

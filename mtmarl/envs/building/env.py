@@ -314,17 +314,8 @@ class BuildingEnv(BatchedTorchEnv):
                 f"{_WHO} expected {self.N_AGENTS} action_periods (5 zones, chiller, storage), "
                 f"got {len(periods)}"
             )
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise TypeError(
-                f"{_WHO} expected seed to be an int or None, got {type(seed).__name__} {seed!r}"
-            )
-
-        super().__init__(
-            device=torch.device("cpu") if device is None else device,
-            batch_size=torch.Size((num_envs,)),
-        )
+        super().__init__(num_envs=num_envs, device=device, seed=seed, who=_WHO)
         device = self.device
-        self.num_envs = num_envs
         self.horizon = horizon
         self.station = station
         self.start_days = (int(days[0]), int(days[1]))

@@ -405,17 +405,8 @@ class CommunityEnergyEnv(BatchedTorchEnv):
                 f"{_WHO} expected validate_actions to be a bool, got "
                 f"{type(validate_actions).__name__} {validate_actions!r}"
             )
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise TypeError(
-                f"{_WHO} expected seed to be an int or None, got {type(seed).__name__} {seed!r}"
-            )
-
-        super().__init__(
-            device=torch.device("cpu") if device is None else device,
-            batch_size=torch.Size((num_envs,)),
-        )
+        super().__init__(num_envs=num_envs, device=device, seed=seed, who=_WHO)
         self.n_prosumers = n
-        self.num_envs = num_envs
         self.station = station
         self.days = None if days is None else tuple(days)
         self.forecast_noise = forecast_noise
