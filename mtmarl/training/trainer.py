@@ -538,6 +538,7 @@ class Trainer:
         self.collector = self._make_collector()
         iterator = iter(self.collector)
         progress = _progress(cfg, initial=self.iteration)
+        last_eval: dict[str, Any] = {}
         interrupted = False
         evaluation = None
         try:
@@ -570,7 +571,7 @@ class Trainer:
                     for key, value in metrics.items():
                         if key not in ("iteration", "frames"):
                             logger.log_scalar(key, value, step=self.frames)
-                    _update_progress(progress, metrics)
+                    _update_progress(progress, metrics, last_eval)
                     if callback is not None:
                         callback(self, metrics)
                     if stop.requested:
@@ -640,16 +641,20 @@ def _progress(cfg: TrainConfig, *, initial: int):
     )
 
 
-def _update_progress(progress, metrics: dict[str, Any]) -> None:
+def _update_progress(progress, metrics: dict[str, Any], last_eval: dict[str, Any]) -> None:
+    """Frames, fps, training return and success, and the latest deterministic evaluation."""
     if progress is None:
         return
     post = {"frames": metrics["frames"], "fps": f"{metrics['time/fps']:.0f}"}
     if "train/return" in metrics:
         post["return"] = f"{metrics['train/return']:.2f}"
-    if "eval/success_rate" in metrics:
-        post["success"] = f"{100 * metrics['eval/success_rate']:.0f}%"
-    elif "train/success_rate" in metrics:
+    if "train/success_rate" in metrics:
         post["success"] = f"{100 * metrics['train/success_rate']:.0f}%"
+    last_eval.update({k: v for k, v in metrics.items() if k.startswith("eval/")})
+    if "eval/success_rate" in last_eval:
+        post["eval success"] = f"{100 * last_eval['eval/success_rate']:.0f}%"
+    elif "eval/return" in last_eval:
+        post["eval return"] = f"{last_eval['eval/return']:.2f}"
     progress.set_postfix(post, refresh=False)
     progress.update(1)
 
