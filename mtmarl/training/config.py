@@ -75,6 +75,10 @@ class CollectorConfig:
         steps_per_env (int): steps collected per env per iteration (the episode horizon is a
             good choice). Defaults to 20.
         iterations (int): collection/update iterations. Defaults to 100.
+        workers (int): collector processes (torchrl ``MultiSyncCollector``), each stepping
+            ``num_envs / workers`` envs; 1 collects in the training process. With more than
+            one worker the policy samples in the workers, so an interrupted-and-resumed run is
+            no longer bit-identical to an uninterrupted one. Defaults to 1.
 
     Examples:
         >>> c = CollectorConfig(num_envs=8, steps_per_env=20, iterations=3)
@@ -85,6 +89,7 @@ class CollectorConfig:
     num_envs: int = 64
     steps_per_env: int = 20
     iterations: int = 100
+    workers: int = 1
 
     def __post_init__(self) -> None:
         _positive(
@@ -92,7 +97,13 @@ class CollectorConfig:
             num_envs=self.num_envs,
             steps_per_env=self.steps_per_env,
             iterations=self.iterations,
+            workers=self.workers,
         )
+        if self.num_envs % self.workers:
+            raise ConfigError(
+                f"collector.num_envs ({self.num_envs}) must be a multiple of collector.workers "
+                f"({self.workers})"
+            )
 
     @property
     def frames_per_batch(self) -> int:

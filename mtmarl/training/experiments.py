@@ -7,6 +7,7 @@ command line's overrides. Register your own with :func:`register_experiment`.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -161,16 +162,20 @@ def list_experiments() -> list[Experiment]:
 # --------------------------------------------------------------------------------------------
 
 
+def _make_movebox(
+    difficulty: str, *, num_envs: int, device: str, seed: int, phase_mode: str | None
+) -> EnvBase:
+    from mtmarl.envs import make_movebox_env
+
+    return make_movebox_env(
+        difficulty, phase_mode=phase_mode, num_envs=num_envs, device=device, seed=seed
+    )
+
+
 def _movebox_factory(difficulty: str) -> EnvFactory:
-    def factory(*, num_envs: int, device: str, seed: int, phase_mode: str | None) -> EnvBase:
-        from mtmarl.envs import make_movebox_env
-
-        return make_movebox_env(
-            difficulty, phase_mode=phase_mode, num_envs=num_envs, device=device, seed=seed
-        )
-
-    factory.__name__ = f"make_movebox_{difficulty}"
-    return factory
+    # a partial of a module-level function: picklable, so collector worker processes can
+    # rebuild the env
+    return functools.partial(_make_movebox, difficulty)
 
 
 def _movebox_config(

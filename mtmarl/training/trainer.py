@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import signal
 import time
@@ -23,7 +24,7 @@ from typing import Any
 import torch
 from tensordict import TensorDictBase
 from tensordict.nn import TensorDictModuleBase
-from torchrl.collectors import Collector
+from torchrl.collectors import Collector, MultiSyncCollector
 from torchrl.data import Bounded, Categorical
 from torchrl.envs import EnvBase, InitTracker, RewardSum, TransformedEnv
 from torchrl.envs.utils import ExplorationType
@@ -101,6 +102,33 @@ class _StopRequest:
             signal.signal(sig, handler)
 
 
+@dataclass(frozen=True)
+class _EnvMaker:
+    """Builds the training/evaluation env stack; picklable, so that collector worker
+    processes can rebuild it (the experiment's factory must be picklable too: a module-level
+    function or a ``functools.partial`` of one)."""
+
+    config: TrainConfig
+    experiment: Experiment | None
+    env_fn: Callable[..., EnvBase] | None
+
+    def __call__(self, *, num_envs: int, seed: int) -> EnvBase:
+        cfg = self.config
+        phase_mode = PHASE_MODE[cfg.variant]
+        if self.env_fn is None:
+            env = self.experiment.make_env(cfg, num_envs=num_envs, seed=seed, phase_mode=phase_mode)
+        else:
+            env = self.env_fn(
+                num_envs=num_envs, device=cfg.device, seed=seed, phase_mode=phase_mode
+            )
+        if not isinstance(env, TransformedEnv):
+            env = TransformedEnv(env)
+        env.append_transform(RewardSum(in_keys=["reward"], out_keys=["episode_reward"]))
+        if cfg.variant == "recurrent":
+            env.append_transform(InitTracker())
+        return env
+
+
 class Trainer:
     """Assemble and run one training run from a :class:`TrainConfig`.
 
@@ -152,13 +180,17 @@ class Trainer:
         self.config = config
         if env_fn is None:
             experiment = experiment or get_experiment(config.experiment)
-            self._env_factory = lambda **kw: experiment.make_env(config, **kw)
             self.max_episode_steps = experiment.max_episode_steps
             self.success_key = experiment.success_key
         else:
-            self._env_factory = lambda **kw: env_fn(device=config.device, **kw)
             self.max_episode_steps = max_episode_steps or config.collector.steps_per_env
             self.success_key = experiment.success_key if experiment else None
+        self._env_maker = _EnvMaker(config=config, experiment=experiment, env_fn=env_fn)
+        if config.collector.workers > 1 and config.variant == "recurrent":
+            raise ConfigError(
+                "collector.workers > 1 is not supported for variant=recurrent yet (the workers "
+                "would need the recurrent primers); use collector.workers=1"
+            )
         self.run_dir = (
             Path(run_dir) if run_dir is not None else (Path(config.run.out_dir) / config.run_name)
         )
@@ -202,15 +234,7 @@ class Trainer:
         return None
 
     def _make_env(self, num_envs: int, *, seed: int) -> EnvBase:
-        env = self._env_factory(
-            num_envs=num_envs, seed=seed, phase_mode=PHASE_MODE[self.config.variant]
-        )
-        if not isinstance(env, TransformedEnv):
-            env = TransformedEnv(env)
-        env.append_transform(RewardSum(in_keys=["reward"], out_keys=["episode_reward"]))
-        if self.config.variant == "recurrent":
-            env.append_transform(InitTracker())
-        return env
+        return self._env_maker(num_envs=num_envs, seed=seed)
 
     def _read_specs(self, env: EnvBase) -> None:
         action_spec = env.full_action_spec[ACTION]
@@ -397,7 +421,10 @@ class Trainer:
         seed = self._iteration_seed(iteration)
         torch.manual_seed(seed)
         self.env.set_seed(seed)
-        return next(iterator)
+        data = next(iterator)
+        if data.ndim == 3:  # MultiSyncCollector: [workers, envs per worker, T] -> [E, T]
+            data = data.reshape(-1, data.shape[-1])
+        return data
 
     @torch.no_grad()
     def _estimate_advantage(self, data: TensorDictBase) -> None:
@@ -509,6 +536,24 @@ class Trainer:
 
     def _make_collector(self) -> Collector:
         cfg = self.config
+        workers = cfg.collector.workers
+        if workers > 1:
+            per_worker = cfg.collector.num_envs // workers
+            return MultiSyncCollector(
+                [
+                    functools.partial(
+                        self._env_maker, num_envs=per_worker, seed=cfg.seed + 1 + w * 7919
+                    )
+                    for w in range(workers)
+                ],
+                self.actor,
+                frames_per_batch=cfg.collector.frames_per_batch,
+                total_frames=-1,
+                reset_at_each_iter=True,
+                exploration_type=ExplorationType.RANDOM,
+                device=self.device,
+                auto_register_policy_transforms=False,
+            )
         return Collector(
             self.env,
             self.actor,

@@ -51,6 +51,7 @@ def test_overrides_are_typed():
         ("run.logger=wandb", "run.logger must be one of"),
         ("seed", "key=value"),
         ("seed=-1", "seed must be >= 0"),
+        ("collector.workers=3", r"num_envs \(64\) must be a multiple of collector.workers \(3\)"),
     ],
 )
 def test_bad_overrides_name_the_problem(override, match):

@@ -76,6 +76,20 @@ def test_continuous_actions_learn_through_the_frequency_mask(variant, tmp_path):
     assert after >= 0.85 * best and after > before, f"{variant}: {before:.2f} -> {after:.2f}"
 
 
+def test_multiprocess_collection(tmp_path):
+    """collector.workers=2: torchrl MultiSyncCollector, same batch layout, still learns."""
+    cfg = bandit_config("basic", "mappo", "collector.workers=2")
+    trainer = Trainer(cfg, env_fn=bandit_env_fn, max_episode_steps=HORIZON, run_dir=tmp_path)
+    result = trainer.train()
+    assert result.frames == 20 * 16 * HORIZON
+    assert result.evaluation.return_mean >= 0.9 * HORIZON * N_AGENTS
+
+
+def test_multiprocess_collection_rejects_recurrent(tmp_path):
+    with pytest.raises(ConfigError, match="collector.workers > 1 is not supported"):
+        Trainer(bandit_config("recurrent", "mappo", "collector.workers=2"), env_fn=bandit_env_fn)
+
+
 def test_coma_rejects_continuous_actions(tmp_path):
     def env_fn(**kw):
         return bandit_env_fn(continuous=True, **kw)
