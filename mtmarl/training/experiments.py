@@ -139,7 +139,7 @@ def get_experiment(name: str) -> Experiment:
         ...     get_experiment("movebox")
         ... except KeyError as err:
         ...     print(err.args[0])
-        unknown experiment 'movebox'; known: ['building', 'movebox-easy', 'movebox-hard']
+        unknown experiment 'movebox'; known: ['building', 'community', 'movebox-easy', 'movebox-hard']
     """
     try:
         return _REGISTRY[name]
@@ -151,8 +151,8 @@ def list_experiments() -> list[Experiment]:
     """All registered presets, sorted by name.
 
     Examples:
-        >>> [e.name for e in list_experiments()][:3]
-        ['building', 'movebox-easy', 'movebox-hard']
+        >>> [e.name for e in list_experiments()]
+        ['building', 'community', 'movebox-easy', 'movebox-hard']
     """
     return [_REGISTRY[name] for name in sorted(_REGISTRY)]
 
@@ -245,6 +245,48 @@ register_experiment(
             eval=EvalConfig(episodes=64, interval=10),
         ),
         max_episode_steps=30,
+        success_key=None,
+    )
+)
+
+
+def _community_factory(
+    *,
+    num_envs: int,
+    device: str,
+    seed: int,
+    phase_mode: str | None,
+    n_prosumers: int = 10,
+) -> EnvBase:
+    from torchrl.envs import Compose, StepCounter, TransformedEnv
+
+    from mtmarl.envs import CommunityEnergyEnv
+    from mtmarl.transforms import PhaseEncoding
+
+    env = CommunityEnergyEnv(n_prosumers=n_prosumers, num_envs=num_envs, device=device, seed=seed)
+    transforms = [StepCounter()]
+    if phase_mode is not None:  # the daily cycle: 96 steps of 15 minutes
+        in_keys = None if phase_mode == "phase" else [("agents", "observation"), "state"]
+        transforms.append(PhaseEncoding(env.HORIZON, mode=phase_mode, in_keys=in_keys))
+    return TransformedEnv(env, Compose(*transforms))
+
+
+register_experiment(
+    Experiment(
+        name="community",
+        description="community energy trading (seed 000): N prosumers (env.n_prosumers=10), "
+        "hybrid actions, 15-min steps, one-day episodes",
+        env_factory=_community_factory,
+        config=TrainConfig(
+            experiment="community",
+            variant="basic",
+            algorithm="mappo",
+            collector=CollectorConfig(num_envs=16, steps_per_env=96, iterations=50),
+            loss=LossConfig(gamma=0.99, lmbda=0.95, entropy_coeff=0.001),
+            optim=OptimConfig(lr=3e-4, epochs=4, minibatch_size=768),
+            eval=EvalConfig(episodes=16, interval=10),
+        ),
+        max_episode_steps=96,
         success_key=None,
     )
 )

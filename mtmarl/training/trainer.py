@@ -25,7 +25,7 @@ import torch
 from tensordict import TensorDictBase
 from tensordict.nn import TensorDictModuleBase
 from torchrl.collectors import Collector, MultiSyncCollector
-from torchrl.data import Bounded, Categorical
+from torchrl.data import Bounded, Categorical, Composite
 from torchrl.envs import EnvBase, InitTracker, RewardSum, TransformedEnv
 from torchrl.envs.utils import ExplorationType
 from torchrl.objectives.value.functional import vec_generalized_advantage_estimate
@@ -239,7 +239,17 @@ class Trainer:
     def _read_specs(self, env: EnvBase) -> None:
         action_spec = env.full_action_spec[ACTION]
         self.action_spec = action_spec
-        if isinstance(action_spec, Categorical):  # (*B, N) indices
+        self.hybrid = isinstance(action_spec, Composite)
+        if self.hybrid:  # one discrete + one continuous leaf per agent (MATPPO)
+            self.continuous = False
+            self.n_agents = action_spec.shape[-1]
+            if self.config.algorithm == "coma" or self.config.variant == "recurrent":
+                raise ConfigError(
+                    "hybrid (composite) actions are trained with algorithm=mappo and variants "
+                    f"basic, onehot or phasic; got algorithm={self.config.algorithm}, "
+                    f"variant={self.config.variant}"
+                )
+        elif isinstance(action_spec, Categorical):  # (*B, N) indices
             self.continuous = False
             self.n_agents = action_spec.shape[-1]
             self.n_actions = int(action_spec.n)
@@ -278,7 +288,9 @@ class Trainer:
             }
         elif cfg.variant == "recurrent":
             variant_args = {"hidden_size": cfg.model.hidden_size}
-        if self.continuous:
+        if self.hybrid:
+            actor = self._make_hybrid_actor()
+        elif self.continuous:
             from mtmarl.modules import make_continuous_actor
 
             actor = make_continuous_actor(
@@ -304,6 +316,38 @@ class Trainer:
         else:
             critic = make_critic(cfg.variant, state_dim=self.state_dim, **common, **variant_args)
         return actor.to(self.device), critic.to(self.device)
+
+    def _make_hybrid_actor(self) -> TensorDictModuleBase:
+        """Parameter-shared hybrid actor on the local observation (MAPPO-style MLP heads, or
+        PhaseMLP heads reading the env phase for ``phasic`` -- phase-aware MATPPO heads)."""
+        from mtmarl.modules import make_hybrid_actor
+        from mtmarl.nn import PhaseMLP
+
+        cfg = self.config
+        full_spec = self.env.full_action_spec
+        heads: dict[str, Any] = {}
+        if cfg.variant == "phasic":
+            leaves = {k: full_spec[ACTION][k] for k in full_spec[ACTION].keys()}
+            n_modes = next(int(v.n) for v in leaves.values() if isinstance(v, Categorical))
+            dim = next(v.shape[-1] for v in leaves.values() if isinstance(v, Bounded))
+            mlp = functools.partial(
+                PhaseMLP,
+                num_cells=tuple(cfg.model.num_cells),
+                n_control_points=cfg.model.n_control_points,
+            )
+            heads = {
+                "discrete_head": mlp(self.observation_dim, n_modes),
+                "continuous_head": mlp(self.observation_dim, 2 * dim),
+                "head_extra_keys": ["phase"],
+            }
+        return make_hybrid_actor(
+            full_spec,
+            feature_dim=self.observation_dim,
+            feature_key=OBS,
+            num_cells=tuple(cfg.model.num_cells),
+            action_mask_key=MASK if self.has_mask else None,
+            **heads,
+        )
 
     def _make_coma_critic(self) -> TensorDictModuleBase:
         from mtmarl.modules import COMACritic, PhaseFromStepCount
@@ -373,16 +417,17 @@ class Trainer:
             critic_coeff=cfg.loss.critic_coeff,
             normalize_advantage=cfg.loss.normalize_advantage,
         )
-        loss.set_keys(
-            action=ACTION,
-            value=VALUE,
-            advantage=ADVANTAGE,
-            value_target=VALUE_TARGET,
-            sample_log_prob=(AGENTS, "action_log_prob"),
-            reward="reward",
-            done="done",
-            terminated="terminated",
-        )
+        keys = {
+            "value": VALUE,
+            "advantage": ADVANTAGE,
+            "value_target": VALUE_TARGET,
+            "reward": "reward",
+            "done": "done",
+            "terminated": "terminated",
+        }
+        if not self.hybrid:  # a hybrid actor's per-head action/log-prob keys are read from it
+            keys.update(action=ACTION, sample_log_prob=(AGENTS, "action_log_prob"))
+        loss.set_keys(**keys)
         return loss
 
     # ------------------------------------------------------------------ state

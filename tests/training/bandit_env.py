@@ -19,7 +19,9 @@ N_AGENTS, N_ACTIONS, HORIZON = 2, 3, 4
 class BanditTeamEnv(EnvBase):
     """Discrete: +1 per agent choosing action 1. Continuous: 1 - |a - 0.5| per agent."""
 
-    def __init__(self, *, num_envs: int, device=None, seed: int = 0, continuous=False) -> None:
+    def __init__(
+        self, *, num_envs: int, device=None, seed: int = 0, continuous=False, hybrid=False
+    ) -> None:
         super().__init__(batch_size=torch.Size([num_envs]), device=device)
         b, n = self.batch_size, N_AGENTS
         self.observation_spec = Composite(
@@ -27,10 +29,17 @@ class BanditTeamEnv(EnvBase):
             state=Unbounded((*b, 4)),
             shape=b,
         )
-        self.continuous = continuous
-        action = (
-            Bounded(-1.0, 1.0, shape=(*b, n, 1)) if continuous else Categorical(N_ACTIONS, (*b, n))
-        )
+        self.continuous, self.hybrid = continuous, hybrid
+        if hybrid:  # both leaves: reward (mode == 1) + 1 - |power - 0.5| per agent
+            action = Composite(
+                mode=Categorical(N_ACTIONS, (*b, n)),
+                power=Bounded(-1.0, 1.0, shape=(*b, n, 1)),
+                shape=(*b, n),
+            )
+        elif continuous:
+            action = Bounded(-1.0, 1.0, shape=(*b, n, 1))
+        else:
+            action = Categorical(N_ACTIONS, (*b, n))
         self.action_spec = Composite(agents=Composite(action=action, shape=(*b, n)), shape=b)
         self.reward_spec = Unbounded((*b, 1))
         flag = Categorical(2, shape=(*b, 1), dtype=torch.bool)
@@ -65,11 +74,17 @@ class BanditTeamEnv(EnvBase):
     def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
         action = tensordict["agents", "action"]
         self._t = self._t + 1
+        if self.hybrid:
+            mode, power = action["mode"], action["power"]
+            reward = (mode == 1).float() + (1 - (power - 0.5).abs()).squeeze(-1)
+            reward = reward.sum(-1, keepdim=True) / 2
         out = self._obs()
         done = (self._t >= HORIZON).unsqueeze(-1)
         out.update(
             {
-                "reward": (1 - (action - 0.5).abs()).sum((-2, -1)).unsqueeze(-1)
+                "reward": reward
+                if self.hybrid
+                else (1 - (action - 0.5).abs()).sum((-2, -1)).unsqueeze(-1)
                 if self.continuous
                 else (action == 1).float().sum(-1, keepdim=True),
                 "done": done,
@@ -80,7 +95,7 @@ class BanditTeamEnv(EnvBase):
         return out
 
 
-def bandit_env_fn(*, num_envs, device, seed, phase_mode, continuous=False):
+def bandit_env_fn(*, num_envs, device, seed, phase_mode, continuous=False, hybrid=False):
     transforms = [StepCounter()]
     if continuous:  # agent 1 acts every 2 steps and holds its action in between
         transforms.append(ActionFrequencyMask((1, 2), mode="hold"))
@@ -88,6 +103,8 @@ def bandit_env_fn(*, num_envs, device, seed, phase_mode, continuous=False):
         in_keys = None if phase_mode == "phase" else [("agents", "observation"), "state"]
         transforms.append(PhaseEncoding(2, mode=phase_mode, in_keys=in_keys))
     return TransformedEnv(
-        BanditTeamEnv(num_envs=num_envs, device=device, seed=seed, continuous=continuous),
+        BanditTeamEnv(
+            num_envs=num_envs, device=device, seed=seed, continuous=continuous, hybrid=hybrid
+        ),
         Compose(*transforms),
     )
