@@ -582,33 +582,22 @@ class Trainer:
     def _make_collector(self) -> Collector:
         cfg = self.config
         workers = cfg.collector.workers
-        if workers > 1:
-            per_worker = cfg.collector.num_envs // workers
-            return MultiSyncCollector(
-                [
-                    functools.partial(
-                        self._env_maker, num_envs=per_worker, seed=cfg.seed + 1 + w * 7919
-                    )
-                    for w in range(workers)
-                ],
-                self.actor,
-                frames_per_batch=cfg.collector.frames_per_batch,
-                total_frames=-1,
-                reset_at_each_iter=True,
-                exploration_type=ExplorationType.RANDOM,
-                device=self.device,
-                auto_register_policy_transforms=False,
-            )
-        return Collector(
-            self.env,
-            self.actor,
-            frames_per_batch=cfg.collector.frames_per_batch,
-            total_frames=-1,
-            reset_at_each_iter=True,
-            exploration_type=ExplorationType.RANDOM,
-            device=self.device,
-            auto_register_policy_transforms=False,
-        )
+        options = {
+            "frames_per_batch": cfg.collector.frames_per_batch,
+            "total_frames": -1,
+            "reset_at_each_iter": True,  # whole episodes per iteration (see the module doc)
+            "exploration_type": ExplorationType.RANDOM,
+            "device": self.device,
+            "auto_register_policy_transforms": False,
+        }
+        if workers == 1:
+            return Collector(self.env, self.actor, **options)
+        per_worker = cfg.collector.num_envs // workers
+        env_makers = [
+            functools.partial(self._env_maker, num_envs=per_worker, seed=cfg.seed + 1 + w * 7919)
+            for w in range(workers)
+        ]
+        return MultiSyncCollector(env_makers, self.actor, **options)
 
     def train(
         self, *, callback: Callable[[Trainer, dict[str, Any]], None] | None = None
