@@ -36,6 +36,7 @@ from tensordict import TensorDict, TensorDictBase
 from torchrl.data import Bounded, Categorical, Composite
 from torchrl.envs import Compose, StepCounter, TransformedEnv
 
+from mtmarl._checks import bounded_int
 from mtmarl.envs._batched import BatchedTorchEnv
 from mtmarl.transforms import ActionFrequencyMask, PhaseEncoding, multi_timescale_period
 
@@ -45,13 +46,7 @@ _DIFFICULTIES = ("easy", "hard")
 
 
 def _check_int(value: object, name: str, *, low: int, who: str = "MoveBoxEnv") -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(
-            f"{who} expected {name} to be an int >= {low}, got {type(value).__name__} {value!r}"
-        )
-    if value < low:
-        raise ValueError(f"{who} expected {name} >= {low}, got {value}")
-    return value
+    return bounded_int(value, name, low=low, who=who)
 
 
 def _check_row(value: object, name: str, height: int) -> int:

@@ -15,13 +15,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from mtmarl._checks import positive_int as _check_positive_int
+
 __all__ = ["SharedAgentNet"]
-
-
-def _check_positive_int(value: object, name: str, who: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{who} expected {name} to be a positive int, got {value!r}")
-    return value
 
 
 class SharedAgentNet(nn.Module):

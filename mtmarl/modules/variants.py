@@ -46,6 +46,7 @@ from tensordict.utils import NestedKey
 from torch import nn
 from torchrl.modules import MLP, ProbabilisticActor
 
+from mtmarl._checks import positive_int as _positive_int
 from mtmarl.modules.agent_id import SharedAgentNet
 from mtmarl.modules.categorical import make_categorical_actor
 from mtmarl.modules.recurrent import MultiAgentGRU
@@ -76,12 +77,6 @@ _VALUE: NestedKey = ("agents", "state_value")
 
 
 # ---------------------------------------------------------------------------- validation
-def _positive_int(value: object, name: str, who: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{who} expected {name} to be a positive int, got {value!r}")
-    return value
-
-
 def _num_cells(num_cells: object, who: str) -> tuple[int, ...]:
     if isinstance(num_cells, int) or not isinstance(num_cells, Sequence):
         raise TypeError(

@@ -21,6 +21,7 @@ from tensordict import TensorDict, TensorDictBase
 from torchrl.data import Bounded, Composite, Unbounded
 from torchrl.envs import Compose, StepCounter, TransformedEnv
 
+from mtmarl._checks import bounded_int
 from mtmarl.envs._batched import BatchedTorchEnv
 from mtmarl.envs.building.exogenous import building_exogenous
 from mtmarl.envs.building.storage import EnergyStorage
@@ -55,14 +56,7 @@ def _exogenous_table(station: str) -> torch.Tensor:
 
 
 def _check_int(value: object, name: str, *, low: int, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(
-            f"{_WHO} expected {name} to be an int >= {low}, got {type(value).__name__} {value!r}"
-        )
-    if value < low or (high is not None and value > high):
-        bound = f"in [{low}, {high}]" if high is not None else f">= {low}"
-        raise ValueError(f"{_WHO} expected {name} {bound}, got {value}")
-    return value
+    return bounded_int(value, name, low=low, high=high, who=_WHO)
 
 
 def _check_float(value: object, name: str, *, low: float | None = None) -> float:

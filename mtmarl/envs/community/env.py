@@ -22,6 +22,7 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 from torchrl.data import Bounded, Categorical, Composite, Unbounded
 
+from mtmarl._checks import bounded_int
 from mtmarl.envs._batched import BatchedTorchEnv
 from mtmarl.envs.community.devices import battery_step, ev_step, hvac_step
 from mtmarl.envs.community.market import clear_mid_market
@@ -48,13 +49,7 @@ _PV_ORIENTATIONS = ((30.0, 180.0), (25.0, 135.0), (25.0, 225.0), (10.0, 90.0))
 
 # --------------------------------------------------------------------------- validation
 def _check_int(value: object, name: str, *, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(
-            f"{_WHO} expected {name} to be an int >= {low}, got {type(value).__name__} {value!r}"
-        )
-    if value < low:
-        raise ValueError(f"{_WHO} expected {name} >= {low}, got {value}")
-    return value
+    return bounded_int(value, name, low=low, who=_WHO)
 
 
 def _check_float(value: object, name: str, *, low: float = 0.0, strict: bool = False) -> float:
