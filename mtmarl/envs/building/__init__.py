@@ -10,6 +10,8 @@ office schedule (:mod:`~mtmarl.envs.building.exogenous`).
 from mtmarl.envs.building.baselines import RuleBasedPolicy
 from mtmarl.envs.building.env import BuildingEnv, make_building_env
 from mtmarl.envs.building.exogenous import building_exogenous, office_occupancy
+from mtmarl.envs.building.metrics import building_episode_metrics
+from mtmarl.envs.building.reference import OpenLoopPlan, OpenLoopPolicy, plan_open_loop
 from mtmarl.envs.building.storage import EnergyStorage
 from mtmarl.envs.building.thermal_model import (
     FiveZoneROM,
@@ -25,6 +27,12 @@ __all__ = [
     "make_building_env",
     # rule-based baseline (thermostats + battery covering the tracking error)
     "RuleBasedPolicy",
+    # model-based upper reference (perfect-foresight trajectory optimisation over the model)
+    "plan_open_loop",
+    "OpenLoopPlan",
+    "OpenLoopPolicy",
+    # per-episode metrics: return, tracking RMSE (kW), comfort violation (K min)
+    "building_episode_metrics",
     # physics: thermal model, HVAC power, flow constraint, battery
     "FiveZoneROM",
     "resample_rom",
