@@ -157,6 +157,11 @@ class MoveBoxEnv(BatchedTorchEnv):
             uniformly from ``[0, height - 1]`` and the box's row uniformly from
             the rows other than ``goal_row`` (with the env's seeded generator);
             if ``False`` the start rows above are used. Defaults to ``False``.
+        validate_actions (bool): check every step that the actions are in
+            ``{0, 1, 2}``, raising ``ValueError`` (one host synchronisation per step;
+            free on CPU, a stall on CUDA). ``False`` keeps the step loop free of host
+            syncs; out-of-range actions are then undefined behaviour. Shapes and dtypes
+            are always checked. Defaults to ``True``.
         device (torch.device | str | None): device of all tensors. Defaults to
             ``None`` (CPU).
         seed (int | None): seed of the env's random generator (only used with
@@ -209,6 +214,7 @@ class MoveBoxEnv(BatchedTorchEnv):
         move_reward: float = 1.0,
         goal_reward: float = 20.0,
         random_start: bool = False,
+        validate_actions: bool = True,
         device: torch.device | str | None = None,
         seed: int | None = None,
     ) -> None:
@@ -241,6 +247,11 @@ class MoveBoxEnv(BatchedTorchEnv):
                 f"MoveBoxEnv expected random_start to be a bool, got "
                 f"{type(random_start).__name__} {random_start!r}"
             )
+        if not isinstance(validate_actions, bool):
+            raise TypeError(
+                f"MoveBoxEnv expected validate_actions to be a bool, got "
+                f"{type(validate_actions).__name__} {validate_actions!r}"
+            )
         super().__init__(num_envs=num_envs, device=device, seed=seed, who="MoveBoxEnv")
         device = self.device
         self.height = height
@@ -252,6 +263,7 @@ class MoveBoxEnv(BatchedTorchEnv):
         self.move_reward = float(move_reward)
         self.goal_reward = float(goal_reward)
         self.random_start = random_start
+        self.validate_actions = validate_actions
 
         # constants (float32: small integers are exact)
         self._dy = torch.tensor([1.0, -1.0, 0.0], device=device)  # row change of UP, DOWN, NULL
@@ -453,6 +465,8 @@ class MoveBoxEnv(BatchedTorchEnv):
                 f"MoveBoxEnv expected integer actions (UP=0, DOWN=1, NULL=2), got dtype "
                 f"{action.dtype}"
             )
+        if not self.validate_actions:
+            return
         # one reduction and one host sync
         lo, hi = torch.stack(torch.aminmax(action)).tolist()
         if lo < 0 or hi >= self.N_ACTIONS:

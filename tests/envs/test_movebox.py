@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import math
 import re
+from unittest.mock import patch
 
 import pytest
 import torch
@@ -112,6 +113,7 @@ def act(env: MoveBoxEnv, td, actions) -> None:
         ({"horizon": 0}, ValueError, "horizon >= 1"),
         ({"goal_reward": "20"}, TypeError, "goal_reward"),
         ({"random_start": 1}, TypeError, "random_start"),
+        ({"validate_actions": 1}, TypeError, "validate_actions"),
         ({"seed": 1.5}, TypeError, "seed"),
     ],
 )
@@ -397,6 +399,18 @@ def test_out_of_range_action_raises_and_changes_nothing(bad):
         env.step(td)
     td["agents", "action"] = torch.full((4, 2), NULL)
     assert torch.equal(env.step(td)["next", "state"], state)  # nothing moved
+
+
+def test_without_validation_the_step_has_no_host_sync():
+    env = MoveBoxEnv(num_envs=4, validate_actions=False)
+    td = env.reset()
+    td["agents", "action"] = torch.full((4, 2), UP)
+    with patch.object(torch.Tensor, "tolist", side_effect=AssertionError("host sync")):
+        out = env.step(td)["next"]
+    assert out["reward"].shape == (4, 1)
+    with pytest.raises(AssertionError, match="host sync"):  # the check does sync
+        with patch.object(torch.Tensor, "tolist", side_effect=AssertionError("host sync")):
+            MoveBoxEnv(num_envs=4).step(td)
 
 
 @pytest.mark.parametrize("shape", [(4,), (4, 3), (4, 2, 1)])
