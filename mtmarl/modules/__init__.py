@@ -14,6 +14,7 @@ from mtmarl.modules.forecast_encoder import ForecastEncoder
 from mtmarl.modules.hybrid_actor import make_hybrid_actor
 from mtmarl.modules.masked_tanh_normal import MaskedTanhNormal
 from mtmarl.modules.recurrent import MultiAgentGRU, set_recurrent_mode
+from mtmarl.modules.scaled_beta import ScaledBeta
 from mtmarl.modules.step_phase import PhaseFromStepCount
 from mtmarl.modules.transformer_critic import TransformerCritic
 from mtmarl.modules.variants import (
@@ -59,5 +60,6 @@ __all__ = [
     # MATPPO (seed 000): forecast encoder, hybrid-action shared actor, Transformer critic
     "ForecastEncoder",
     "make_hybrid_actor",
+    "ScaledBeta",
     "TransformerCritic",
 ]

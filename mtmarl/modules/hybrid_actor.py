@@ -8,7 +8,9 @@ per agent, a :class:`torchrl.modules.ProbabilisticActor` over a
 * discrete head -> ``Categorical`` (or :class:`torchrl.modules.MaskedCategorical` fed with
   an action mask: masked choices are never sampled, a forced choice has log-prob 0);
 * continuous head -> :class:`torchrl.modules.TanhNormal` bounded by the spec's
-  ``low``/``high`` (read from the spec, never hard-coded);
+  ``low``/``high`` (read from the spec, never hard-coded), or with
+  ``continuous_distribution="beta"`` a :class:`~mtmarl.modules.ScaledBeta` stretched to the
+  same bounds (concentrations ``1 + softplus(.)``, so unimodal);
 * one network shared by all agents (it acts on the last dim of ``(*B, N, D)``).
 
 Per-head log-probabilities are written next to the actions (``<name>_log_prob``, shape
@@ -54,6 +56,8 @@ from torch.distributions import Categorical as CategoricalDist
 from torchrl.data import Binary, Bounded, Categorical, Composite, MultiCategorical
 from torchrl.modules import MLP, MaskedCategorical, ProbabilisticActor, TanhNormal
 
+from mtmarl.modules.scaled_beta import ScaledBeta
+
 __all__ = ["make_hybrid_actor"]
 
 _WHO = "make_hybrid_actor"
@@ -73,8 +77,10 @@ class _HybridHeads(nn.Module):
         action_dim: int,
         scale_mapping: str,
         scale_lb: float,
+        beta: bool = False,
     ) -> None:
         super().__init__()
+        self.beta = beta
         self.discrete = discrete
         self.continuous = continuous
         self.discrete_extra = discrete_extra
@@ -103,6 +109,9 @@ class _HybridHeads(nn.Module):
                 f"{tuple(feature.shape)} to {(*batch, 2 * self.action_dim)} (loc and raw "
                 f"scale of {self.action_dim} action dims), got {tuple(raw.shape)}"
             )
+        if self.beta:  # concentrations alpha, beta > 1: a unimodal Beta
+            alpha, beta = (1.0 + nn.functional.softplus(raw)).chunk(2, -1)
+            return logits, alpha, beta
         loc, scale = self.extractor(raw)
         return logits, loc, scale
 
@@ -190,13 +199,15 @@ def make_hybrid_actor(
     params_key: NestedKey | None = None,
     scale_mapping: str = "biased_softplus_1.0",
     scale_lb: float = 1e-4,
+    continuous_distribution: str = "tanh_normal",
 ) -> ProbabilisticActor:
     """Build a parameter-shared hybrid actor from a composite action spec.
 
     ``[encoder ->] heads -> CompositeDistribution(Categorical | MaskedCategorical,
-    TanhNormal)``. The discrete head maps the feature ``(*B, N, D)`` to ``n_modes`` logits;
-    the continuous head to ``2 A`` values split into ``loc`` and a positive ``scale``
-    (:class:`tensordict.nn.NormalParamExtractor`).
+    TanhNormal | ScaledBeta)``. The discrete head maps the feature ``(*B, N, D)`` to
+    ``n_modes`` logits; the continuous head to ``2 A`` values split into ``loc`` and a
+    positive ``scale`` (:class:`tensordict.nn.NormalParamExtractor`), or for a Beta into the
+    concentrations ``1 + softplus(.)`` (``concentration1``, ``concentration0``).
 
     Args:
         action_spec (Composite): the env's (full) action spec, keys relative to the root,
@@ -232,6 +243,11 @@ def make_hybrid_actor(
         scale_mapping (str): positive mapping of the raw scale. Defaults to
             ``"biased_softplus_1.0"``.
         scale_lb (float): minimum scale. Defaults to ``1e-4``.
+        continuous_distribution (str): ``"tanh_normal"`` (torchrl's ``TanhNormal``; the
+            deterministic action is ``tanh(loc)`` stretched to the bounds) or ``"beta"``
+            (:class:`~mtmarl.modules.ScaledBeta`; parameters ``concentration1`` /
+            ``concentration0`` ``(*B, N, A)``, deterministic action its mode, exact
+            entropy). Defaults to ``"tanh_normal"``.
 
     Returns:
         ProbabilisticActor: ``return_log_prob=True``; ``dist_sample_keys`` are the two
@@ -267,12 +283,29 @@ def make_hybrid_actor(
         ...     "phase": torch.rand(5, 1)}, [5])
         >>> phasic(td)["agents", "action", "mode_log_prob"].shape
         torch.Size([5, 4])
+
+        A Beta continuous head (support exactly the spec's box):
+
+        >>> beta = make_hybrid_actor(spec, feature_dim=8, feature_key=("agents", "obs"),
+        ...     continuous_distribution="beta")
+        >>> td = beta(TensorDict({"agents": TensorDict({"obs": torch.randn(5, N, 8)},
+        ...     [5, N])}, [5]))
+        >>> sorted(td["agents", "params", "power"].keys())
+        ['concentration0', 'concentration1']
+        >>> bool(td["agents", "action", "power"].abs().max() < 1)
+        True
     """
     if not isinstance(action_spec, Composite):
         raise TypeError(
             f"{_WHO} expected a Composite action spec (e.g. env.full_action_spec), got "
             f"{type(action_spec).__name__}"
         )
+    if continuous_distribution not in ("tanh_normal", "beta"):
+        raise ValueError(
+            f"{_WHO} expected continuous_distribution 'tanh_normal' or 'beta', got "
+            f"{continuous_distribution!r}"
+        )
+    use_beta = continuous_distribution == "beta"
     dkey, dspec, ckey, cspec = _leaves(action_spec)
     n_modes = int(dspec.space.n)
     action_dim = int(cspec.shape[-1])
@@ -330,18 +363,23 @@ def make_hybrid_actor(
         action_dim=action_dim,
         scale_mapping=scale_mapping,
         scale_lb=scale_lb,
+        beta=use_beta,
     )
     if params_key is None:
         params_key = _default_params_key(action_spec, dkey, dspec)
     params_key = unravel_key(params_key)
     pk = (params_key,) if isinstance(params_key, str) else params_key
     dname, cname = _name(dkey), _name(ckey)
+    cparams = ("concentration1", "concentration0") if use_beta else ("loc", "scale")
     modules: list[TensorDictModuleBase] = [] if encoder is None else [encoder]
     modules.append(
         TensorDictModule(
             heads,
             in_keys=[feature_key, *extra_keys],
-            out_keys=[(*pk, dname, "logits"), (*pk, cname, "loc"), (*pk, cname, "scale")],
+            out_keys=[
+                (*pk, dname, "logits"),
+                *((*pk, cname, p) for p in cparams),
+            ],
         )
     )
     if action_mask_key is not None:
@@ -359,7 +397,7 @@ def make_hybrid_actor(
         distribution_kwargs={
             "distribution_map": {
                 dname: MaskedCategorical if action_mask_key is not None else CategoricalDist,
-                cname: TanhNormal,
+                cname: ScaledBeta if use_beta else TanhNormal,
             },
             "name_map": {dname: dkey, cname: ckey},
             "extra_kwargs": {cname: {"low": low, "high": high}},
