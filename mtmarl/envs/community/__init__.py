@@ -1,10 +1,16 @@
 """Community energy trading (seed 000): prosumers, their devices and the mid-market-rate platform.
 
 One concept per file: :mod:`~mtmarl.envs.community.market` (the cloud trading platform's
-clearing), :mod:`~mtmarl.envs.community.devices` (battery, EV and heat-pump physics) and
-:mod:`~mtmarl.envs.community.env` (:class:`CommunityEnergyEnv`, the batched torchrl env).
+clearing), :mod:`~mtmarl.envs.community.devices` (battery, EV and heat-pump physics),
+:mod:`~mtmarl.envs.community.env` (:class:`CommunityEnergyEnv`, the batched torchrl env) and
+:mod:`~mtmarl.envs.community.baselines` (no-flexibility and rule-based self-consumption policies).
 """
 
+from mtmarl.envs.community.baselines import (
+    NoFlexibilityPolicy,
+    RuleBasedSelfConsumptionPolicy,
+    thermostat,
+)
 from mtmarl.envs.community.devices import battery_step, ev_step, hvac_step
 from mtmarl.envs.community.env import CommunityEnergyEnv
 from mtmarl.envs.community.market import (
@@ -22,6 +28,10 @@ __all__ = [
     "clear_mid_market",
     "grid_only_bill",
     "mid_market_rate",
+    # non-learned baselines
+    "NoFlexibilityPolicy",
+    "RuleBasedSelfConsumptionPolicy",
+    "thermostat",
     # device physics
     "battery_step",
     "ev_step",

@@ -1,0 +1,213 @@
+"""Non-learned baselines for :class:`~mtmarl.envs.community.CommunityEnergyEnv`.
+
+* :class:`NoFlexibilityPolicy` -- what a community without any control does: batteries idle,
+  every EV charges at the fast level from its arrival until it reaches its target
+  (uncontrolled charging), heat pumps run a thermostat.
+* :class:`RuleBasedSelfConsumptionPolicy` -- the usual home-energy-management rules: the
+  battery absorbs the household's PV surplus and covers its deficit, the EV charges slowly
+  while there is PV surplus or the price is off-peak and faster only when its deadline needs
+  it, the heat pump runs the same thermostat.
+
+Both are stateless callables ``policy(tensordict) -> tensordict`` usable as
+``env.rollout(max_steps, policy)`` (also on a ``TransformedEnv`` of the community env) and
+read only the agents' local observations (plus the env's static device ratings, given at
+construction). They write ``("agents", "action", "mode")`` ``(*B, N)`` int64 and
+``("agents", "action", "power")`` ``(*B, N, 2)`` float in ``[-1, 1]``, where ``*B`` is the
+tensordict's batch.
+
+Keys read: ``("agents", "forecast")`` ``(*B, N, 12, 3)`` (lead 0 = the coming interval:
+PV kW, load kW, price), ``("agents", "device_state")`` ``(*B, N, 3)`` (battery SoC, EV SoC,
+normalised indoor temperature) and ``("agents", "context")`` ``(*B, N, 8)``
+(:attr:`CommunityEnergyEnv.CONTEXT_FEATURES`).
+"""
+
+from __future__ import annotations
+
+import torch
+from tensordict import TensorDictBase
+
+from mtmarl.envs.community.env import CommunityEnergyEnv
+
+__all__ = ["NoFlexibilityPolicy", "RuleBasedSelfConsumptionPolicy", "thermostat"]
+
+_FORECAST = ("agents", "forecast")
+_DEVICE = ("agents", "device_state")
+_CONTEXT = ("agents", "context")
+_MODE = ("agents", "action", "mode")
+_POWER = ("agents", "action", "power")
+_PLUGGED = CommunityEnergyEnv.CONTEXT_FEATURES.index("ev_plugged")
+_TO_DEPARTURE = CommunityEnergyEnv.CONTEXT_FEATURES.index("ev_time_to_departure")
+_NEED = CommunityEnergyEnv.CONTEXT_FEATURES.index("ev_energy_needed")
+
+
+def thermostat(temperature: torch.Tensor, *, gain: float = 2.0) -> torch.Tensor:
+    """A proportional thermostat on the normalised indoor temperature.
+
+    ``u = clip(-gain * temperature, -1, 1)``: heat (``u > 0``) below the middle of the
+    comfort band, cool above it, full power at ``1 / gain`` half-bands away from the middle.
+    With the env's ratings a gain of 2 is stable (one step at full power moves the
+    temperature by at most about a quarter of a half-band).
+
+    Args:
+        temperature (torch.Tensor): ``(*B, N)`` indoor temperature normalised so that the
+            comfort band is ``[-1, 1]`` (``("agents", "device_state")[..., 2]``).
+
+    Keyword Args:
+        gain (float): proportional gain, > 0. Defaults to ``2.0``.
+
+    Returns:
+        torch.Tensor: ``(*B, N)`` normalised HVAC power in ``[-1, 1]``.
+
+    Examples:
+        >>> import torch
+        >>> thermostat(torch.tensor([-1.0, 0.0, 0.25, 2.0])).tolist()
+        [1.0, -0.0, -0.5, -1.0]
+    """
+    if not gain > 0:
+        raise ValueError(f"thermostat expected gain > 0, got {gain}")
+    return (-gain * temperature).clamp(-1.0, 1.0)
+
+
+def _check_env(env: object, who: str) -> CommunityEnergyEnv:
+    base = getattr(env, "base_env", env)
+    if not isinstance(base, CommunityEnergyEnv):
+        raise TypeError(
+            f"{who} expected a CommunityEnergyEnv (or a TransformedEnv of one), got "
+            f"{type(env).__name__}"
+        )
+    return base
+
+
+def _write(td: TensorDictBase, mode: torch.Tensor, battery: torch.Tensor, hvac: torch.Tensor):
+    td.set(_MODE, mode.to(torch.int64))
+    td.set(_POWER, torch.stack((battery, hvac), -1).clamp(-1.0, 1.0).to(torch.float32))
+    return td
+
+
+class NoFlexibilityPolicy:
+    """Uncontrolled community: idle batteries, fast EV charging on arrival, thermostats.
+
+    Every step: battery power 0; EV mode 2 (fast) -- the env charges only while the car is
+    plugged in and stops at its target, so this is charging at full power from arrival
+    until full; HVAC from :func:`thermostat` on the indoor temperature.
+
+    Args:
+        env (CommunityEnergyEnv): the env (or a ``TransformedEnv`` of it); only checked, the
+            policy needs no rating.
+
+    Keyword Args:
+        thermostat_gain (float): see :func:`thermostat`. Defaults to ``2.0``.
+
+    Examples:
+        >>> env = CommunityEnergyEnv(n_prosumers=3, num_envs=2, seed=0)
+        >>> td = env.rollout(96, NoFlexibilityPolicy(env))
+        >>> battery = td["agents", "action", "power"][..., 0]
+        >>> td["next", "done"][:, -1].all().item(), battery.abs().max().item()
+        (True, 0.0)
+    """
+
+    def __init__(self, env: CommunityEnergyEnv, *, thermostat_gain: float = 2.0) -> None:
+        _check_env(env, "NoFlexibilityPolicy")
+        thermostat(torch.zeros(()), gain=thermostat_gain)  # validates the gain
+        self.thermostat_gain = float(thermostat_gain)
+
+    def __call__(self, tensordict: TensorDictBase) -> TensorDictBase:
+        """Write the uncontrolled joint action into ``tensordict`` (returned)."""
+        temp = tensordict.get(_DEVICE)[..., 2]
+        hvac = thermostat(temp, gain=self.thermostat_gain)
+        mode = torch.full(temp.shape, 2, dtype=torch.int64, device=temp.device)
+        return _write(tensordict, mode, torch.zeros_like(temp), hvac)
+
+
+class RuleBasedSelfConsumptionPolicy:
+    """Self-consumption rules: the battery follows the household's net load, the EV prefers
+    PV surplus and off-peak hours, thermostats.
+
+    Per prosumer and step, with lead-0 forecasts ``pv``, ``load`` and ``price`` (kW, kW,
+    per kWh):
+
+    * HVAC: :func:`thermostat`; its electric power ``|u| * p_max_hvac`` counts as load.
+    * EV (only while plugged in with energy still needed; off otherwise): the *least*
+      charging level that still meets the deadline (energy needed / efficiency over the
+      hours left, with a ``deadline_margin``) if that is slow or fast; otherwise slow
+      charging while the PV surplus ``pv - load - hvac`` is positive or the import price is
+      off-peak (below ``cheap_price``), off in the remaining (shoulder / peak) hours.
+    * Battery: ``-(load + hvac + ev - pv) / p_max``, clipped to ``[-1, 1]``: it charges
+      from the surplus and discharges to cover the deficit (the env keeps the state of
+      charge in ``[0, 1]``).
+
+    Args:
+        env (CommunityEnergyEnv): the env (or a ``TransformedEnv`` of it), for the devices'
+            power ratings (battery, heat pump, EV chargers and capacities) and prices.
+
+    Keyword Args:
+        thermostat_gain (float): see :func:`thermostat`. Defaults to ``2.0``.
+        cheap_price (float or None): import price per kWh below which EVs charge from the
+            grid; ``None`` takes the middle of the env's off-peak and shoulder prices.
+            Defaults to ``None``.
+        deadline_margin (float): hours of slack kept before the EV's departure. Defaults
+            to ``1.0``.
+
+    Examples:
+        >>> env = CommunityEnergyEnv(n_prosumers=3, num_envs=2, seed=0)
+        >>> rule = env.rollout(96, RuleBasedSelfConsumptionPolicy(env))
+        >>> none = env.rollout(96, NoFlexibilityPolicy(env))
+        >>> bool(rule["next", "kpi", "self_sufficiency"].mean() >
+        ...      none["next", "kpi", "self_sufficiency"].mean())
+        True
+    """
+
+    def __init__(
+        self,
+        env: CommunityEnergyEnv,
+        *,
+        thermostat_gain: float = 2.0,
+        cheap_price: float | None = None,
+        deadline_margin: float = 1.0,
+    ) -> None:
+        base = _check_env(env, "RuleBasedSelfConsumptionPolicy")
+        thermostat(torch.zeros(()), gain=thermostat_gain)
+        if deadline_margin < 0:
+            raise ValueError(
+                f"RuleBasedSelfConsumptionPolicy expected deadline_margin >= 0, got "
+                f"{deadline_margin}"
+            )
+        off, shoulder, _ = base.tou_prices
+        self.cheap_price = (off + shoulder) / 2 if cheap_price is None else float(cheap_price)
+        self.thermostat_gain = float(thermostat_gain)
+        self.deadline_margin = float(deadline_margin)
+        self.battery_kw = base._bat_pmax.clone()  # (N,)
+        self.hvac_kw = base._hvac_pmax.clone()  # (N,)
+        self.ev_kwh = base._ev_cap.clone()  # (N,)
+        self.chargers_kw = base._chargers.clone()  # (3,): off, slow, fast
+        self.ev_efficiency = 0.9
+
+    def __call__(self, tensordict: TensorDictBase) -> TensorDictBase:
+        """Write the rule-based joint action into ``tensordict`` (returned)."""
+        forecast = tensordict.get(_FORECAST)
+        device = tensordict.get(_DEVICE)
+        context = tensordict.get(_CONTEXT)
+        dev = forecast.device
+        pv, load, price = forecast[..., 0, 0], forecast[..., 0, 1], forecast[..., 0, 2]
+        hvac = thermostat(device[..., 2], gain=self.thermostat_gain)
+        hvac_kw = hvac.abs() * self.hvac_kw.to(dev)
+
+        plugged = context[..., _PLUGGED] > 0.5
+        hours_left = (context[..., _TO_DEPARTURE] * 24.0 - self.deadline_margin).clamp_min(1e-3)
+        need_kwh = context[..., _NEED] * self.ev_kwh.to(dev)
+        rate_needed = need_kwh / (self.ev_efficiency * hours_left)  # kW to finish in time
+        chargers = self.chargers_kw.to(dev)
+        slow = chargers[1]
+        surplus = pv - load - hvac_kw
+        opportunistic = (surplus > 0) | (price < self.cheap_price)
+        # a deadline the slow charger misses needs the fast one; a car that needs nothing
+        # (or is away) does not charge
+        mode = torch.where(rate_needed > slow, 2, torch.where(opportunistic, 1, 0))
+        mode = torch.where(plugged & (need_kwh > 1e-6), mode, 0)
+        ev_kw = torch.minimum(  # the env never charges past the target
+            chargers.index_select(0, mode.reshape(-1)).view(mode.shape),
+            need_kwh / (self.ev_efficiency * CommunityEnergyEnv.DT_H),
+        )
+        net_kw = load + hvac_kw + ev_kw - pv
+        battery = -net_kw / self.battery_kw.to(dev)
+        return _write(tensordict, mode, battery, hvac)

@@ -1,0 +1,139 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from tensordict import TensorDict
+
+from mtmarl.envs import CommunityEnergyEnv
+from mtmarl.envs.community.baselines import (
+    NoFlexibilityPolicy,
+    RuleBasedSelfConsumptionPolicy,
+    thermostat,
+)
+from mtmarl.training import get_experiment
+
+POLICIES = [NoFlexibilityPolicy, RuleBasedSelfConsumptionPolicy]
+
+
+@pytest.fixture(scope="module")
+def env():
+    return CommunityEnergyEnv(n_prosumers=6, num_envs=8, seed=3)
+
+
+def _episode(env, policy, seed=11):
+    env.set_seed(seed)
+    return env.rollout(env.HORIZON, policy)
+
+
+def _kpis(td):
+    kpi = td["next", "kpi"]
+    out = {k: kpi[k].sum(1).mean().item() for k in ("cost", "ev_unmet", "comfort_violation")}
+    out["self_sufficiency"] = kpi["self_sufficiency"].mean().item()
+    out["peak"] = kpi["peak"].amax(1).mean().item()
+    return out
+
+
+@pytest.mark.parametrize("cls", POLICIES)
+def test_actions_are_in_the_spec_for_a_whole_episode(env, cls):
+    td = _episode(env, cls(env))
+    assert td.shape == (env.num_envs, env.HORIZON)
+    assert bool(td["next", "done"][:, -1].all())
+    for t in range(0, env.HORIZON, 17):
+        assert env.full_action_spec.is_in(td[:, t].select(*env.full_action_spec.keys(True, True)))
+
+
+@pytest.mark.parametrize("cls", POLICIES)
+@pytest.mark.parametrize("batch", [(), (2,), (3, 2)])
+def test_any_batch_shape_gives_the_per_step_actions(env, cls, batch):
+    policy = cls(env)
+    obs = env.reset().select("agents")
+    expected = policy(obs.clone())
+    td = obs.expand(*batch, *obs.shape).clone()
+    out = policy(td)
+    n = env.n_prosumers
+    assert out["agents", "action", "mode"].shape == (*batch, env.num_envs, n)
+    assert out["agents", "action", "power"].shape == (*batch, env.num_envs, n, 2)
+    for key in (("agents", "action", "mode"), ("agents", "action", "power")):
+        torch.testing.assert_close(out[key], expected[key].expand_as(out[key]))
+
+
+def test_no_flexibility_is_uncontrolled(env):
+    td = _episode(env, NoFlexibilityPolicy(env))
+    assert td["agents", "action", "power"][..., 0].abs().max().item() == 0.0
+    assert bool((td["agents", "action", "mode"] == 2).all())
+    # fast charging from arrival (>= 9 h before departure) always fills the car
+    assert td["next", "kpi", "ev_unmet"].sum().item() == pytest.approx(0.0, abs=1e-4)
+
+
+def test_rule_based_beats_no_flexibility_on_the_same_episodes(env):
+    none = _kpis(_episode(env, NoFlexibilityPolicy(env)))
+    rule = _kpis(_episode(env, RuleBasedSelfConsumptionPolicy(env)))
+    assert rule["cost"] < none["cost"]
+    assert rule["self_sufficiency"] > none["self_sufficiency"]
+    assert rule["peak"] < none["peak"]
+    # the deadline rule still delivers (almost) all the requested EV energy
+    assert rule["ev_unmet"] < 0.5
+
+
+@pytest.mark.parametrize("cls", POLICIES)
+def test_thermostat_keeps_the_comfort_band(env, cls):
+    td = _episode(env, cls(env))
+    temp = td["next", "agents", "device_state"][..., 2]
+    assert temp.abs().max().item() < 1.0  # normalised band is [-1, 1]
+    assert _kpis(td)["comfort_violation"] == 0.0
+
+
+def test_works_on_the_preset_env_stack():
+    env = get_experiment("community").env_factory(
+        num_envs=2, device="cpu", seed=0, phase_mode="phase", n_prosumers=3
+    )
+    for cls in POLICIES:
+        td = env.rollout(10, cls(env))
+        assert td["next", "reward"].shape == (2, 10, 1)
+
+
+def test_battery_follows_the_net_load():
+    env = CommunityEnergyEnv(n_prosumers=4, num_envs=2, seed=0, forecast_noise=0.0)
+    policy = RuleBasedSelfConsumptionPolicy(env)
+    td = env.reset()
+    forecast = td["agents", "forecast"].clone()
+    forecast[..., 0, 0] = 5.0  # PV 5 kW, load 0: a surplus -> charge
+    forecast[..., 0, 1] = 0.0
+    td.set(("agents", "forecast"), forecast)
+    assert bool((policy(td)["agents", "action", "power"][..., 0] > 0).all())
+    forecast[..., 0, 0] = 0.0  # no PV, 3 kW load: a deficit -> discharge
+    forecast[..., 0, 1] = 3.0
+    td.set(("agents", "forecast"), forecast)
+    assert bool((policy(td)["agents", "action", "power"][..., 0] < 0).all())
+
+
+def test_ev_deadline_forces_fast_charging():
+    env = CommunityEnergyEnv(n_prosumers=2, num_envs=1, seed=0)
+    policy = RuleBasedSelfConsumptionPolicy(env, cheap_price=0.0)
+    td = env.reset()
+    context = td["agents", "context"].clone()
+    context[..., 5] = 1.0  # plugged in
+    context[..., 7] = 0.5  # half the battery missing
+    context[..., 6] = 3.0 / 24  # 3 h left: slow (3.7 kW) cannot deliver 20-40 kWh
+    td.set(("agents", "context"), context)
+    forecast = td["agents", "forecast"].clone()
+    forecast[..., 0, 0] = 0.0  # no PV surplus
+    td.set(("agents", "forecast"), forecast)
+    assert bool((policy(td)["agents", "action", "mode"] == 2).all())
+    context[..., 6] = 20.0 / 24  # plenty of time, expensive hour, no surplus: wait
+    forecast[..., 0, 2] = 1.0
+    td.update({("agents", "context"): context, ("agents", "forecast"): forecast})
+    assert bool((policy(td)["agents", "action", "mode"] == 0).all())
+
+
+def test_thermostat_and_bad_arguments():
+    torch.testing.assert_close(
+        thermostat(torch.tensor([-2.0, -0.25, 0.0, 0.5])), torch.tensor([1.0, 0.5, 0.0, -1.0])
+    )
+    with pytest.raises(ValueError, match="gain"):
+        thermostat(torch.zeros(2), gain=0.0)
+    with pytest.raises(TypeError, match="CommunityEnergyEnv"):
+        NoFlexibilityPolicy(TensorDict({}, []))
+    env = CommunityEnergyEnv(n_prosumers=2, seed=0)
+    with pytest.raises(ValueError, match="deadline_margin"):
+        RuleBasedSelfConsumptionPolicy(env, deadline_margin=-1.0)
