@@ -27,7 +27,8 @@ def _install(session: nox.Session, extras: str) -> None:
 @nox.session(python="3.11")
 def tests(session: nox.Session) -> None:
     """Everything CI checks: ruff, pytest (not slow), doctests, docs build."""
-    _install(session, "dev,docs")
+    # distributed (Ray) and vmas: their integration tests skip without them, CI runs them
+    _install(session, "dev,docs,distributed,vmas")
     session.run("ruff", "check", "mtmarl", "tests", "tutorials", "benchmarks", "docs")
     session.run("pytest", "-m", "not slow", *session.posargs)
     session.run("pytest", "--doctest-modules", "mtmarl", "-p", "no:cacheprovider", "-q")

@@ -22,6 +22,8 @@ from omegaconf.errors import OmegaConfBaseException
 
 __all__ = [
     "ALGORITHMS",
+    "CRITICS",
+    "ENCODERS",
     "VARIANTS",
     "CollectorConfig",
     "ConfigError",
@@ -40,6 +42,12 @@ __all__ = [
 VARIANTS = ("basic", "recurrent", "onehot", "phasic")
 #: The training algorithms.
 ALGORITHMS = ("mappo", "coma")
+#: Actor feature extractors (``model.encoder``): the flat local observation, or MATPPO's LSTM
+#: over the forecast window (:class:`~mtmarl.modules.ForecastEncoder`).
+ENCODERS = ("mlp", "lstm")
+#: Critics of ``algorithm=mappo`` (``model.critic``): MLP on the global state (MAPPO),
+#: Transformer over the agents (MATPPO), per-agent critic on the local observation (IPPO).
+CRITICS = ("mlp", "transformer", "local")
 
 
 class ConfigError(ValueError):
@@ -75,21 +83,34 @@ class CollectorConfig:
         steps_per_env (int): steps collected per env per iteration (the episode horizon is a
             good choice). Defaults to 20.
         iterations (int): collection/update iterations. Defaults to 100.
-        workers (int): collector processes (torchrl ``MultiSyncCollector``), each stepping
-            ``num_envs / workers`` envs; 1 collects in the training process. With more than
-            one worker the policy samples in the workers, so an interrupted-and-resumed run is
-            no longer bit-identical to an uninterrupted one. Defaults to 1.
+        workers (int): collector workers, each stepping ``num_envs / workers`` envs. With the
+            ``"local"`` backend they are processes of a torchrl ``MultiSyncCollector`` (1
+            collects in the training process); with ``"ray"`` they are Ray actors (torchrl
+            ``RayCollector``, one ``Collector`` each, on any node of the cluster). With more
+            than one worker, or with Ray, the policy samples in the workers, so an
+            interrupted-and-resumed run is no longer bit-identical to an uninterrupted one.
+            Defaults to 1.
+        backend (str): ``"local"`` (this machine's processes) or ``"ray"`` (a Ray cluster:
+            the one ``RAY_ADDRESS`` names, else a running local one, else a fresh local
+            instance; needs the ``[distributed]`` extra). Both give the same ``[num_envs,
+            steps_per_env]`` batch per iteration. Defaults to ``"local"``.
 
     Examples:
         >>> c = CollectorConfig(num_envs=8, steps_per_env=20, iterations=3)
         >>> c.frames_per_batch, c.total_frames
         (160, 480)
+        >>> try:
+        ...     CollectorConfig(backend="dask")
+        ... except ConfigError as err:
+        ...     print(err)
+        collector.backend must be one of ['local', 'ray'], got 'dask'
     """
 
     num_envs: int = 64
     steps_per_env: int = 20
     iterations: int = 100
     workers: int = 1
+    backend: str = "local"
 
     def __post_init__(self) -> None:
         _positive(
@@ -99,6 +120,7 @@ class CollectorConfig:
             iterations=self.iterations,
             workers=self.workers,
         )
+        _choice("collector", "backend", self.backend, ("local", "ray"))
         if self.num_envs % self.workers:
             raise ConfigError(
                 f"collector.num_envs ({self.num_envs}) must be a multiple of collector.workers "
@@ -118,12 +140,39 @@ class CollectorConfig:
 
 @dataclass
 class ModelConfig:
-    """Actor and critic sizes.
+    """Which actor features and critic, and their sizes.
+
+    The choices compose the methods of the community benchmark (seed 000): ``critic=local``
+    is IPPO, ``critic=mlp`` MAPPO, ``encoder=lstm critic=transformer`` MATPPO (add
+    ``variant=phasic`` for phase-aware MATPPO heads).
 
     Attributes:
-        num_cells (list[int]): hidden layer sizes of the actor and the critic. Defaults to
-            ``[64, 64]``.
-        hidden_size (int): GRU hidden size of the ``recurrent`` variant. Defaults to 64.
+        encoder (str): actor features, one of :data:`ENCODERS`. ``"mlp"``: the actor's heads
+            read the flat ``("agents", "observation")``. ``"lstm"``: a
+            :class:`~mtmarl.modules.ForecastEncoder` -- an LSTM over ``("agents",
+            "forecast")`` ``(*B, N, W, F)``, its last hidden state concatenated with
+            ``("agents", "device_state")`` (and ``("agents", "context")`` when the env has
+            it) and linearly mapped to ``feature_dim`` features; hybrid (composite) actions
+            only. Defaults to ``"mlp"``.
+        critic (str): one of :data:`CRITICS` (``algorithm=mappo`` only). ``"mlp"``: the
+            variant's MLP critic on the global ``"state"`` (MAPPO). ``"transformer"``: a
+            :class:`~mtmarl.modules.TransformerCritic` over ``("agents",
+            "critic_observation")`` ``(*B, N, Fa)`` with the root ``"aggregate"`` ``(*B, G)``
+            as its global token (a learned token if the env has none); GAE uses its
+            per-agent values, its pooled global value is trained too (see
+            ``loss.global_value_coeff``). ``"local"``: the variant's critic on each agent's
+            own ``("agents", "observation")`` (IPPO). Defaults to ``"mlp"``.
+        num_cells (list[int]): hidden layer sizes of the actor and the critic (the
+            Transformer critic's value heads use the last one). Defaults to ``[64, 64]``.
+        hidden_size (int): GRU hidden size of the ``recurrent`` variant and LSTM hidden size
+            of ``encoder=lstm``. Defaults to 64.
+        feature_dim (int): local feature size ``D`` written by ``encoder=lstm``. Defaults
+            to 64.
+        attention_dim (int): token width ``d_model`` of ``critic=transformer``. Defaults to
+            64.
+        attention_heads (int): attention heads of ``critic=transformer`` (must divide
+            ``attention_dim``). Defaults to 4.
+        attention_layers (int): encoder layers of ``critic=transformer``. Defaults to 2.
         n_control_points (int): spline control points of the ``phasic`` variant. Defaults to 4.
         pfnn_period (int or None): period ``P`` of the phasic networks in env steps; ``None``
             uses the environment's period ``L`` (the paper runs both ``L`` and 4). Defaults to
@@ -137,21 +186,43 @@ class ModelConfig:
         ... except ConfigError as err:
         ...     print(err)
         model.n_control_points must be >= 4, got 3
+        >>> try:
+        ...     ModelConfig(critic="gnn")
+        ... except ConfigError as err:
+        ...     print(err)
+        model.critic must be one of ['mlp', 'transformer', 'local'], got 'gnn'
     """
 
+    encoder: str = "mlp"
+    critic: str = "mlp"
     num_cells: list[int] = field(default_factory=lambda: [64, 64])
     hidden_size: int = 64
+    feature_dim: int = 64
+    attention_dim: int = 64
+    attention_heads: int = 4
+    attention_layers: int = 2
     n_control_points: int = 4
     pfnn_period: int | None = None
 
     def __post_init__(self) -> None:
+        _choice("model", "encoder", self.encoder, ENCODERS)
+        _choice("model", "critic", self.critic, CRITICS)
         if not self.num_cells:
             raise ConfigError("model.num_cells must name at least one hidden layer, got []")
         _positive(
             "model",
             hidden_size=self.hidden_size,
+            feature_dim=self.feature_dim,
+            attention_dim=self.attention_dim,
+            attention_heads=self.attention_heads,
+            attention_layers=self.attention_layers,
             **{f"num_cells[{i}]": n for i, n in enumerate(self.num_cells)},
         )
+        if self.attention_dim % self.attention_heads:
+            raise ConfigError(
+                f"model.attention_heads ({self.attention_heads}) must divide "
+                f"model.attention_dim ({self.attention_dim})"
+            )
         if self.n_control_points < 4:
             raise ConfigError(f"model.n_control_points must be >= 4, got {self.n_control_points}")
         if self.pfnn_period is not None:
@@ -175,6 +246,10 @@ class LossConfig:
         normalize_advantage (bool): standardise advantages over each minibatch (MAPPO: over
             the batch, not across agents; COMA: the counterfactual advantages). Defaults to
             True.
+        global_value_coeff (float): weight of the loss of a critic's pooled global value
+            (``model.critic=transformer``) against its own GAE target on the team reward
+            (the PPO critic's distance, smooth L1), added to the PPO losses; 0 leaves the
+            global head untrained. Defaults to 1.0.
 
     Examples:
         >>> try:
@@ -192,6 +267,7 @@ class LossConfig:
     value_norm: bool = False
     target_update_interval: int = 1
     normalize_advantage: bool = True
+    global_value_coeff: float = 1.0
 
     def __post_init__(self) -> None:
         for name in ("gamma", "lmbda"):
@@ -202,6 +278,10 @@ class LossConfig:
         _positive("loss", target_update_interval=self.target_update_interval)
         if self.entropy_coeff < 0:
             raise ConfigError(f"loss.entropy_coeff must be >= 0, got {self.entropy_coeff!r}")
+        if self.global_value_coeff < 0:
+            raise ConfigError(
+                f"loss.global_value_coeff must be >= 0, got {self.global_value_coeff!r}"
+            )
 
 
 @dataclass
@@ -330,13 +410,21 @@ class TrainConfig:
         _choice("config", "algorithm", self.algorithm, ALGORITHMS)
         if self.seed < 0:
             raise ConfigError(f"config.seed must be >= 0, got {self.seed}")
+        if self.algorithm == "coma" and self.model.critic != "mlp":
+            raise ConfigError(
+                f"algorithm=coma trains its own counterfactual critic; model.critic must be "
+                f"'mlp' (the default), got {self.model.critic!r}"
+            )
 
     @property
     def run_name(self) -> str:
-        """The run directory's name."""
+        """The run directory's name: ``{experiment}-{variant}-{algorithm}[-{encoder}]
+        [-{critic}]-seed{seed}``, the encoder and critic named when not ``"mlp"``."""
         if self.run.name:
             return self.run.name
-        return f"{self.experiment}-{self.variant}-{self.algorithm}-seed{self.seed}"
+        parts = [self.experiment, self.variant, self.algorithm]
+        parts += [c for c in (self.model.encoder, self.model.critic) if c != "mlp"]
+        return "-".join(parts) + f"-seed{self.seed}"
 
 
 def _config_error(err: OmegaConfBaseException) -> ConfigError:

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from tensordict import TensorDictBase
 from tensordict.nn import TensorDictModuleBase
+from torch import nn
 from torchrl.collectors import Collector, MultiSyncCollector
 from torchrl.data import Bounded, Categorical, Composite
 from torchrl.envs import EnvBase, InitTracker, RewardSum, TransformedEnv
@@ -47,6 +48,15 @@ MASK = (AGENTS, "action_mask")
 CAN_ACT = (AGENTS, "can_act")
 OBS = (AGENTS, "observation")
 VALUE = (AGENTS, "state_value")
+# MATPPO inputs (model.encoder=lstm, model.critic=transformer)
+FORECAST = (AGENTS, "forecast")
+DEVICE_STATE = (AGENTS, "device_state")
+CONTEXT = (AGENTS, "context")
+LOCAL_STATE = (AGENTS, "local_state")
+FEATURE = (AGENTS, "feature")
+CRITIC_OBS = (AGENTS, "critic_observation")
+AGGREGATE = "aggregate"
+GLOBAL_TARGET = "state_value_global_target"
 ADVANTAGE = (AGENTS, "advantage")
 VALUE_TARGET = (AGENTS, "value_target")
 
@@ -129,8 +139,35 @@ class _EnvMaker:
         return env
 
 
+class _Concat(nn.Module):
+    """``cat((*B, a), (*B, b), ...) -> (*B, a + b + ...)`` on the last dim."""
+
+    def forward(self, *parts: torch.Tensor) -> torch.Tensor:
+        return torch.cat(parts, dim=-1)
+
+
 class Trainer:
     """Assemble and run one training run from a :class:`TrainConfig`.
+
+    Actor and critic follow ``config.model`` (see :class:`~mtmarl.training.ModelConfig`):
+
+    * ``model.encoder``: ``"mlp"`` heads on ``("agents", "observation")``, or ``"lstm"``: a
+      :class:`~mtmarl.modules.ForecastEncoder` on ``("agents", "forecast")`` plus
+      ``("agents", "device_state")`` (and ``("agents", "context")`` if present) in front of
+      the hybrid actor's heads (MATPPO);
+    * ``model.critic``: ``"mlp"`` on the global ``"state"`` (MAPPO), ``"transformer"``
+      (:class:`~mtmarl.modules.TransformerCritic` over ``("agents", "critic_observation")``
+      with ``"aggregate"`` as the global token; MATPPO) or ``"local"`` (each agent's
+      observation; IPPO).
+
+    Which value GAE uses: the per-agent values ``("agents", "state_value")`` -- every critic
+    writes them -- with the team reward broadcast over the agents; ``MAPPOLoss`` fits them to
+    their GAE targets. A critic that also writes a pooled global value (the Transformer
+    critic's ``"state_value_global"``, i.e. any critic with ``global_value_key`` and
+    ``global_value_loss``) gets its own single-agent GAE target on the team reward
+    (``"state_value_global_target"``) and the loss ``loss_critic_global`` -- the PPO
+    critic's distance (smooth L1) to it, weighted by ``loss.global_value_coeff``; both heads
+    share the attention encoder.
 
     Args:
         config (TrainConfig): the validated configuration.
@@ -154,6 +191,15 @@ class Trainer:
         resume (bool): continue from ``run_dir/checkpoints/last.pt``. Defaults to False, in
             which case an existing checkpoint in ``run_dir`` is an error (nothing is
             overwritten).
+        actor (TensorDictModuleBase, optional): your own policy instead of the one
+            ``config.model`` describes: a torchrl ``ProbabilisticActor`` (or equivalent) that
+            reads the env's observations and writes the action at ``("agents", "action")``
+            with its log-prob (``return_log_prob=True``; for composite actions, the per-head
+            ``<name>_log_prob`` keys as :func:`~mtmarl.modules.make_hybrid_actor` writes
+            them; otherwise ``("agents", "action_log_prob")``). Defaults to ``None``.
+        critic (TensorDictModuleBase, optional): your own critic (``algorithm=mappo``): reads
+            env outputs only (it also runs on ``"next"``) and writes ``("agents",
+            "state_value")`` ``(*B, N, 1)``. Defaults to ``None``.
 
     Examples:
         >>> from mtmarl.training import TrainConfig, apply_overrides
@@ -165,6 +211,17 @@ class Trainer:
         ...     result = Trainer(cfg, run_dir=d).train()
         ...     sorted(p.name for p in result.run_dir.iterdir())[:3]
         ['checkpoints', 'config.yaml', 'eval.json']
+
+        MATPPO on a small community (LSTM encoder, Transformer critic):
+
+        >>> from mtmarl.training import get_experiment
+        >>> cfg = apply_overrides(get_experiment("community").config, [
+        ...     "env.n_prosumers=3", "collector.num_envs=2", "collector.iterations=1",
+        ...     "model.encoder=lstm", "model.critic=transformer", "run.progress=false"])
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     trainer = Trainer(cfg, run_dir=d)
+        ...     type(trainer.critic).__name__, trainer.train_global_value
+        ('TransformerCritic', True)
     """
 
     def __init__(
@@ -176,8 +233,21 @@ class Trainer:
         max_episode_steps: int | None = None,
         run_dir: str | Path | None = None,
         resume: bool = False,
+        actor: TensorDictModuleBase | None = None,
+        critic: TensorDictModuleBase | None = None,
     ) -> None:
         self.config = config
+        for name, module in (("actor", actor), ("critic", critic)):
+            if module is not None and not isinstance(module, TensorDictModuleBase):
+                raise ConfigError(
+                    f"Trainer expected {name} to be a TensorDictModuleBase, got "
+                    f"{type(module).__name__}"
+                )
+        if critic is not None and config.algorithm == "coma":
+            raise ConfigError(
+                "Trainer(critic=...) replaces the MAPPO critic; algorithm=coma builds its own "
+                "counterfactual critic"
+            )
         if env_fn is None:
             experiment = experiment or get_experiment(config.experiment)
             self.max_episode_steps = experiment.max_episode_steps
@@ -186,11 +256,7 @@ class Trainer:
             self.max_episode_steps = max_episode_steps or config.collector.steps_per_env
             self.success_key = experiment.success_key if experiment else None
         self._env_maker = _EnvMaker(config=config, experiment=experiment, env_fn=env_fn)
-        if config.collector.workers > 1 and config.variant == "recurrent":
-            raise ConfigError(
-                "collector.workers > 1 is not supported for variant=recurrent yet (the workers "
-                "would need the recurrent primers); use collector.workers=1"
-            )
+        _check_collector_config(config)
         self.run_dir = (
             Path(run_dir) if run_dir is not None else (Path(config.run.out_dir) / config.run_name)
         )
@@ -201,7 +267,14 @@ class Trainer:
         self.device = torch.device(config.device)
         self.env = self._make_env(config.collector.num_envs, seed=config.seed)
         self._read_specs(self.env)
-        self.actor, self.critic = self._make_modules()
+        self._check_model_inputs(actor=actor, critic=critic)
+        self.actor, self.critic = self._make_modules(actor=actor, critic=critic)
+        self.train_global_value = (
+            config.algorithm == "mappo"
+            and config.loss.global_value_coeff > 0
+            and hasattr(self.critic, "global_value_loss")
+            and hasattr(self.critic, "global_value_key")
+        )
         self._register_recurrent_primers(self.env)
         self.loss_module = self._make_loss()
         self.optimizer = torch.optim.Adam(self.loss_module.parameters(), lr=config.optim.lr)
@@ -271,9 +344,41 @@ class Trainer:
         self.state_dim = obs_spec["state"].shape[-1]
         self.has_mask = MASK in obs_spec.keys(True)
         self.has_can_act = CAN_ACT in obs_spec.keys(True)
+        self.observation_spec = obs_spec
 
-    def _make_modules(self) -> tuple[TensorDictModuleBase, TensorDictModuleBase]:
-        from mtmarl.modules import make_actor, make_critic
+    def _check_model_inputs(
+        self, *, actor: TensorDictModuleBase | None, critic: TensorDictModuleBase | None
+    ) -> None:
+        """Fail before any work if the env lacks what ``config.model`` reads."""
+        model = self.config.model
+        keys = set(self.observation_spec.keys(True, True))
+        if model.encoder == "lstm" and actor is None:
+            if not self.hybrid:
+                raise ConfigError(
+                    "model.encoder=lstm builds MATPPO's hybrid actor and needs a composite "
+                    f"(discrete + continuous) action at {ACTION}, got "
+                    f"{type(self.action_spec).__name__}"
+                )
+            for key in (FORECAST, DEVICE_STATE):
+                if key not in keys:
+                    raise ConfigError(
+                        f"model.encoder=lstm reads {key} from the env's observations, which "
+                        f"has no such entry (it has {sorted(map(str, keys))})"
+                    )
+        if model.critic == "transformer" and critic is None and CRITIC_OBS not in keys:
+            raise ConfigError(
+                f"model.critic=transformer reads the per-agent critic input {CRITIC_OBS} "
+                f"(*B, N, F) from the env's observations, which has no such entry (it has "
+                f"{sorted(map(str, keys))})"
+            )
+
+    def _make_modules(
+        self,
+        *,
+        actor: TensorDictModuleBase | None = None,
+        critic: TensorDictModuleBase | None = None,
+    ) -> tuple[TensorDictModuleBase, TensorDictModuleBase]:
+        from mtmarl.modules import make_actor
 
         cfg = self.config
         common = {
@@ -288,7 +393,9 @@ class Trainer:
             }
         elif cfg.variant == "recurrent":
             variant_args = {"hidden_size": cfg.model.hidden_size}
-        if self.hybrid:
+        if actor is not None:
+            pass
+        elif self.hybrid:
             actor = self._make_hybrid_actor()
         elif self.continuous:
             from mtmarl.modules import make_continuous_actor
@@ -311,11 +418,72 @@ class Trainer:
                 **common,
                 **variant_args,
             )
-        if cfg.algorithm == "coma":
+        if critic is not None:
+            pass
+        elif cfg.algorithm == "coma":
             critic = self._make_coma_critic()
         else:
-            critic = make_critic(cfg.variant, state_dim=self.state_dim, **common, **variant_args)
+            critic = self._make_critic(common, variant_args)
         return actor.to(self.device), critic.to(self.device)
+
+    def _make_critic(
+        self, common: dict[str, Any], variant_args: dict[str, Any]
+    ) -> TensorDictModuleBase:
+        """``model.critic``: MAPPO's MLP on ``"state"``, IPPO's local critic, or MATPPO's
+        Transformer over the agents."""
+        from mtmarl.modules import TransformerCritic, make_critic
+
+        cfg = self.config
+        if cfg.model.critic == "mlp":
+            return make_critic(cfg.variant, state_dim=self.state_dim, **common, **variant_args)
+        if cfg.model.critic == "local":
+            return make_critic(
+                cfg.variant,
+                observation_dim=self.observation_dim,
+                centralised=False,
+                **common,
+                **variant_args,
+            )
+        spec = self.observation_spec
+        global_dim = spec[AGGREGATE].shape[-1] if AGGREGATE in spec.keys(True, True) else None
+        return TransformerCritic(
+            spec[CRITIC_OBS].shape[-1],
+            global_features=global_dim,
+            d_model=cfg.model.attention_dim,
+            num_heads=cfg.model.attention_heads,
+            num_layers=cfg.model.attention_layers,
+            head_cells=(cfg.model.num_cells[-1],),
+            agent_key=CRITIC_OBS,
+            global_key=AGGREGATE,
+        )
+
+    def _make_encoder(self) -> TensorDictModuleBase:
+        """MATPPO's local encoder: LSTM over the forecast window, last hidden state with the
+        device state (and the context features, if the env has them) -> ``FEATURE``."""
+        from tensordict.nn import TensorDictModule, TensorDictSequential
+
+        from mtmarl.modules import ForecastEncoder
+
+        cfg = self.config
+        spec = self.observation_spec
+        forecast_features = spec[FORECAST].shape[-1]
+        state_keys = [DEVICE_STATE]
+        if CONTEXT in spec.keys(True, True):
+            state_keys.append(CONTEXT)
+        state_features = sum(spec[k].shape[-1] for k in state_keys)
+        encoder = ForecastEncoder(
+            forecast_features,
+            cfg.model.feature_dim,
+            state_features=state_features,
+            hidden_size=cfg.model.hidden_size,
+            forecast_key=FORECAST,
+            state_key=LOCAL_STATE if len(state_keys) > 1 else DEVICE_STATE,
+            out_key=FEATURE,
+        )
+        if len(state_keys) == 1:
+            return encoder
+        concat = TensorDictModule(_Concat(), in_keys=state_keys, out_keys=[LOCAL_STATE])
+        return TensorDictSequential(concat, encoder)
 
     def _make_hybrid_actor(self) -> TensorDictModuleBase:
         """Parameter-shared hybrid actor on the local observation (MAPPO-style MLP heads, or
@@ -325,6 +493,10 @@ class Trainer:
 
         cfg = self.config
         full_spec = self.env.full_action_spec
+        if cfg.model.encoder == "lstm":
+            encoder, feature_dim, feature_key = self._make_encoder(), cfg.model.feature_dim, FEATURE
+        else:
+            encoder, feature_dim, feature_key = None, self.observation_dim, OBS
         heads: dict[str, Any] = {}
         if cfg.variant == "phasic":
             leaves = {k: full_spec[ACTION][k] for k in full_spec[ACTION].keys()}
@@ -336,14 +508,15 @@ class Trainer:
                 n_control_points=cfg.model.n_control_points,
             )
             heads = {
-                "discrete_head": mlp(self.observation_dim, n_modes),
-                "continuous_head": mlp(self.observation_dim, 2 * dim),
+                "discrete_head": mlp(feature_dim, n_modes),
+                "continuous_head": mlp(feature_dim, 2 * dim),
                 "head_extra_keys": ["phase"],
             }
         return make_hybrid_actor(
             full_spec,
-            feature_dim=self.observation_dim,
-            feature_key=OBS,
+            encoder=encoder,
+            feature_dim=feature_dim,
+            feature_key=feature_key,
             num_cells=tuple(cfg.model.num_cells),
             action_mask_key=MASK if self.has_mask else None,
             **heads,
@@ -484,8 +657,22 @@ class Trainer:
             self.critic(data)
         value = data[VALUE]
         next_in = data["next"].select(*self.critic.in_keys, strict=False)
-        next_value = self.critic(next_in)[VALUE]
+        next_out = self.critic(next_in)
+        next_value = next_out[VALUE]
         shape = (*data.shape, self.n_agents, 1)
+        if self.train_global_value:  # the pooled global value's own (single-agent) target
+            key = self.critic.global_value_key
+            _, global_target = vec_generalized_advantage_estimate(
+                self.config.loss.gamma,
+                self.config.loss.lmbda,
+                data[key],
+                next_out[key],
+                data["next", "reward"].to(value.dtype),
+                data["next", "done"],
+                data["next", "terminated"],
+                time_dim=data.ndim - 1,
+            )
+            data.set(GLOBAL_TARGET, global_target)
 
         def team(key: str) -> torch.Tensor:
             return data["next", key].unsqueeze(-2).expand(shape)
@@ -503,6 +690,20 @@ class Trainer:
         data.set(ADVANTAGE, adv)
         data.set(VALUE_TARGET, target)
         data.set(VALUE, value)
+
+    def _global_value_loss(self, batch: TensorDictBase) -> torch.Tensor:
+        """``global_value_coeff *`` the PPO critic's distance (``MAPPOLoss``: smooth L1)
+        between the critic's pooled global value and its GAE target."""
+        from torchrl.objectives.utils import distance_loss
+
+        out = self.critic(batch.select(*self.critic.in_keys))
+        value = out[self.critic.global_value_key]
+        loss = distance_loss(
+            value,
+            batch[GLOBAL_TARGET].to(value.dtype),
+            loss_function=self.loss_module.loss_critic_type,
+        )
+        return self.config.loss.global_value_coeff * loss.mean()
 
     def _minibatches(self, data: TensorDictBase) -> Iterator[TensorDictBase]:
         cfg = self.config
@@ -539,6 +740,8 @@ class Trainer:
             for batch in self._minibatches(data):
                 with self._recurrent_context():
                     losses = self.loss_module(batch)
+                    if self.train_global_value:
+                        losses["loss_critic_global"] = self._global_value_loss(batch)
                 total = sum(v for k, v in losses.items() if k.startswith("loss_"))
                 self.optimizer.zero_grad(set_to_none=True)
                 total.backward()
@@ -580,6 +783,9 @@ class Trainer:
         return result
 
     def _make_collector(self) -> Collector:
+        """The collector of ``config.collector``: one batch of ``[num_envs, steps_per_env]``
+        frames per iteration, all envs reset at its start (workers return
+        ``[workers, num_envs / workers, steps_per_env]``, which :meth:`_collect` flattens)."""
         cfg = self.config
         workers = cfg.collector.workers
         options = {
@@ -588,16 +794,53 @@ class Trainer:
             "reset_at_each_iter": True,  # whole episodes per iteration (see the module doc)
             "exploration_type": ExplorationType.RANDOM,
             "device": self.device,
-            "auto_register_policy_transforms": False,
         }
+        if cfg.collector.backend == "ray":
+            return self._make_ray_collector(options)
+        options["auto_register_policy_transforms"] = False
         if workers == 1:
             return Collector(self.env, self.actor, **options)
-        per_worker = cfg.collector.num_envs // workers
-        env_makers = [
+        return MultiSyncCollector(self._worker_env_makers(), self.actor, **options)
+
+    def _worker_env_makers(self) -> list[Callable[[], EnvBase]]:
+        """One picklable env factory per worker, each with its own seed."""
+        cfg = self.config
+        per_worker = cfg.collector.num_envs // cfg.collector.workers
+        return [
             functools.partial(self._env_maker, num_envs=per_worker, seed=cfg.seed + 1 + w * 7919)
-            for w in range(workers)
+            for w in range(cfg.collector.workers)
         ]
-        return MultiSyncCollector(env_makers, self.actor, **options)
+
+    def _make_ray_collector(self, options: dict[str, Any]):
+        """torchrl's ``RayCollector``: ``workers`` Ray actors, each running a ``Collector`` on
+        ``num_envs / workers`` envs; ``sync=True`` stacks their batches every iteration.
+
+        Ray is initialised here unless the caller already did (``ray.init(...)``): the
+        cluster ``RAY_ADDRESS`` names, else one started on this machine with ``ray start``,
+        else a fresh local instance (shut down again with the collector)."""
+        from torchrl.collectors.distributed import RayCollector
+
+        cfg = self.config
+        remote = {"num_cpus": 1}
+        if self.device.type == "cuda":  # the workers share the GPUs Ray schedules them on
+            remote["num_gpus"] = 1.0 / cfg.collector.workers
+        collector = RayCollector(
+            self._worker_env_makers(),
+            self.actor,
+            # RayCollector stops at total_frames (it has no "-1 = forever"): the run's budget
+            frames_per_batch=options["frames_per_batch"],
+            total_frames=cfg.collector.total_frames,
+            reset_at_each_iter=options["reset_at_each_iter"],
+            exploration_type=options["exploration_type"],
+            device=options["device"],
+            sync=True,
+            collector_class=Collector,
+            collector_kwargs={"auto_register_policy_transforms": False},
+            remote_configs=remote,
+            ray_init_config={"address": None, "include_dashboard": False, "log_to_driver": False},
+        )
+        collector.update_policy_weights_()  # the first sync; later ones follow each update
+        return collector
 
     def train(
         self, *, callback: Callable[[Trainer, dict[str, Any]], None] | None = None
@@ -682,6 +925,25 @@ class Trainer:
             evaluation=evaluation,
             history=self.history,
         )
+
+
+def _check_collector_config(config: TrainConfig) -> None:
+    """Collector choices the trainer cannot honour, refused before any work."""
+    col = config.collector
+    if config.variant == "recurrent" and (col.workers > 1 or col.backend == "ray"):
+        what = "collector.workers > 1" if col.workers > 1 else "collector.backend='ray'"
+        raise ConfigError(
+            f"{what} is not supported for variant=recurrent yet (the workers would need the "
+            "recurrent primers); use collector.workers=1 and collector.backend=local"
+        )
+    if col.backend == "ray":
+        try:
+            import ray  # noqa: F401
+        except ImportError as err:
+            raise ConfigError(
+                f"collector.backend='ray' needs Ray ({err}); install the extra: "
+                "pip install 'mtmarl[distributed]'"
+            ) from None
 
 
 def _config_mismatch(saved: TrainConfig, current: TrainConfig) -> tuple[str, Any, Any] | None:

@@ -1,0 +1,178 @@
+"""The trainer's MATPPO wiring: actor encoders, critics (MLP / Transformer / local), injection."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from bandit_env import HORIZON, bandit_env_fn
+from tensordict.nn import TensorDictModule
+from torchrl.modules import MLP
+
+from mtmarl.modules import ForecastEncoder, TransformerCritic
+from mtmarl.training import (
+    ConfigError,
+    ModelConfig,
+    TrainConfig,
+    Trainer,
+    apply_overrides,
+    get_experiment,
+)
+from mtmarl.training.trainer import GLOBAL_TARGET
+
+
+def community_config(*overrides):
+    return apply_overrides(
+        get_experiment("community").config,
+        [
+            "env.n_prosumers=3",
+            "collector.num_envs=2",
+            "collector.steps_per_env=24",
+            "collector.iterations=2",
+            "optim.minibatch_size=24",
+            "optim.epochs=1",
+            "model.num_cells=[16]",
+            "model.hidden_size=8",
+            "model.feature_dim=8",
+            "model.attention_dim=8",
+            "model.attention_heads=2",
+            "model.attention_layers=1",
+            "eval.episodes=2",
+            "eval.interval=100",
+            "run.progress=false",
+            *overrides,
+        ],
+    )
+
+
+def _has(module, cls):
+    return any(isinstance(m, cls) for m in module.modules())
+
+
+CASES = [  # (encoder, critic, variant, critic type)
+    ("mlp", "mlp", "basic", TensorDictModule),
+    ("lstm", "mlp", "basic", TensorDictModule),
+    ("lstm", "local", "basic", TensorDictModule),
+    ("lstm", "transformer", "basic", TransformerCritic),
+    ("lstm", "transformer", "phasic", TransformerCritic),
+    ("mlp", "transformer", "onehot", TransformerCritic),
+]
+
+
+@pytest.mark.parametrize("encoder, critic, variant, critic_type", CASES)
+def test_every_critic_and_encoder_trains_on_the_community(
+    encoder, critic, variant, critic_type, tmp_path
+):
+    cfg = community_config(
+        f"model.encoder={encoder}", f"model.critic={critic}", f"variant={variant}"
+    )
+    trainer = Trainer(cfg, run_dir=tmp_path)
+    assert isinstance(trainer.critic, critic_type)
+    assert _has(trainer.actor, ForecastEncoder) == (encoder == "lstm")
+    if critic == "mlp":
+        assert trainer.critic.in_keys[0] == "state"
+    elif critic == "local":
+        assert trainer.critic.in_keys[0] == ("agents", "observation")
+    else:
+        assert trainer.critic.in_keys[:2] == [("agents", "critic_observation"), "aggregate"]
+    assert trainer.train_global_value == (critic == "transformer")
+    before = {k: v.clone() for k, v in trainer.critic.state_dict().items()}
+    result = trainer.train()
+    assert result.iterations == 2 and result.frames == 2 * 2 * 24
+    last = result.history[-1]
+    losses = {k: v for k, v in last.items() if k.startswith("train/loss")}
+    assert all(torch.isfinite(torch.tensor(v)) for v in losses.values())
+    assert ("train/loss_critic_global" in losses) == (critic == "transformer")
+    changed = [k for k, v in trainer.critic.state_dict().items() if not torch.equal(v, before[k])]
+    assert changed
+    if critic == "transformer":  # the global value head is trained too
+        assert any(k.startswith("global_head") for k in changed)
+    assert torch.isfinite(torch.tensor(result.evaluation.return_mean))
+
+
+def test_global_value_target_is_the_team_return_estimate(tmp_path):
+    trainer = Trainer(community_config("loss.gamma=1", "loss.lmbda=1"), run_dir=tmp_path)
+    collector = trainer._make_collector()
+    data = trainer._collect(iter(collector), 0)
+    collector.shutdown()
+    trainer._estimate_advantage(data)
+    assert data[GLOBAL_TARGET].shape == (2, 24, 1)
+    assert data["agents", "value_target"].shape == (2, 24, 3, 1)
+    # gamma = lambda = 1: both targets are the reward-to-go (bootstrapped after the last
+    # collected step), so consecutive targets differ by the team reward of the step
+    reward = data["next", "reward"]
+    for target in (data[GLOBAL_TARGET], data["agents", "value_target"][..., 0, :]):
+        torch.testing.assert_close(target[:, :-1] - target[:, 1:], reward[:, :-1])
+    no_global = Trainer(community_config("loss.global_value_coeff=0"), run_dir=tmp_path / "off")
+    assert not no_global.train_global_value
+
+
+def test_preset_is_matppo_and_the_baselines_are_overrides():
+    cfg = get_experiment("community").config
+    assert (cfg.model.encoder, cfg.model.critic) == ("lstm", "transformer")
+    assert apply_overrides(cfg, ["model.critic=mlp"]).model.critic == "mlp"
+    assert apply_overrides(cfg, ["model.critic=local"]).run_name.endswith("lstm-local-seed0")
+    assert TrainConfig(experiment="movebox-easy").run_name == "movebox-easy-phasic-mappo-seed0"
+
+
+def test_bad_model_configuration_fails_at_construction(tmp_path):
+    with pytest.raises(ConfigError, match="model.critic must be one of"):
+        apply_overrides(TrainConfig(), ["model.critic=gnn"])
+    with pytest.raises(ConfigError, match="model.encoder must be one of"):
+        apply_overrides(TrainConfig(), ["model.encoder=gru"])
+    with pytest.raises(ConfigError, match="attention_heads"):
+        ModelConfig(attention_dim=10, attention_heads=4)
+    with pytest.raises(ConfigError, match="algorithm=coma"):
+        apply_overrides(TrainConfig(), ["algorithm=coma", "model.critic=transformer"])
+    with pytest.raises(ConfigError, match="global_value_coeff"):
+        apply_overrides(TrainConfig(), ["loss.global_value_coeff=-1"])
+
+    def hybrid_fn(**kw):
+        return bandit_env_fn(hybrid=True, **kw)
+
+    base = apply_overrides(TrainConfig(experiment="bandit"), ["variant=basic"])
+    steps = {"max_episode_steps": HORIZON, "run_dir": tmp_path}
+    with pytest.raises(ConfigError, match="critic_observation"):
+        Trainer(apply_overrides(base, ["model.critic=transformer"]), env_fn=hybrid_fn, **steps)
+    with pytest.raises(ConfigError, match="'forecast'"):
+        Trainer(apply_overrides(base, ["model.encoder=lstm"]), env_fn=hybrid_fn, **steps)
+    with pytest.raises(ConfigError, match="composite"):
+        Trainer(apply_overrides(base, ["model.encoder=lstm"]), env_fn=bandit_env_fn, **steps)
+    with pytest.raises(ConfigError, match="TensorDictModuleBase"):
+        Trainer(base, env_fn=bandit_env_fn, critic=torch.nn.Linear(2, 2), **steps)
+    assert not (tmp_path / "config.yaml").exists()  # nothing was written
+
+
+def test_injected_critic_and_actor_are_trained(tmp_path):
+    """Trainer(config, actor=..., critic=...): your modules, the trainer's loop."""
+    cfg = apply_overrides(
+        TrainConfig(experiment="bandit"),
+        [
+            "variant=basic",
+            "collector.num_envs=8",
+            f"collector.steps_per_env={HORIZON}",
+            "collector.iterations=2",
+            "optim.minibatch_size=16",
+            "eval.episodes=4",
+            "run.progress=false",
+        ],
+    )
+    reference = Trainer(
+        cfg, env_fn=bandit_env_fn, max_episode_steps=HORIZON, run_dir=tmp_path / "ref"
+    )
+    critic = TensorDictModule(  # an IPPO-style critic on the observation, no agent id
+        MLP(in_features=3, out_features=1, num_cells=[8]),
+        in_keys=[("agents", "observation")],
+        out_keys=[("agents", "state_value")],
+    )
+    trainer = Trainer(
+        cfg,
+        env_fn=bandit_env_fn,
+        max_episode_steps=HORIZON,
+        run_dir=tmp_path / "mine",
+        actor=reference.actor,
+        critic=critic,
+    )
+    assert trainer.critic is critic and trainer.actor is reference.actor
+    before = [p.clone() for p in critic.parameters()]
+    trainer.train()
+    assert any(not torch.equal(a, b) for a, b in zip(before, critic.parameters(), strict=True))
