@@ -1,0 +1,284 @@
+"""Community energy trading (seed 000): baselines, IPPO, MAPPO, MATPPO side by side.
+
+One command (about 50 minutes on one busy CPU core; the budgets are the ``BUDGETS`` table)::
+
+    OMP_NUM_THREADS=1 python benchmarks/community_results.py
+
+writes ``benchmarks/results/community/``: ``results.md`` (KPI table per community size),
+``runs.json`` (every method, seed and KPI), ``flows_n10.png`` (one day of the community's
+energy flows and internal prices under MATPPO) and the training runs under ``runs/``
+(config, metrics, checkpoint). Finished runs are reloaded from their checkpoints, so the
+command can be re-run (e.g. ``--sizes 10`` first, ``--sizes 50 100`` later) and the table
+covers every run present.
+
+Methods (all learned ones share the actor: the parameter-shared hybrid actor on MATPPO's LSTM
+forecast encoder, ``model.encoder=lstm``; they differ in the critic):
+
+* ``no-flex``: :class:`~mtmarl.envs.community.baselines.NoFlexibilityPolicy`;
+* ``rule-based``: :class:`~mtmarl.envs.community.baselines.RuleBasedSelfConsumptionPolicy`;
+* ``IPPO``: ``model.critic=local`` (per-agent critic on the agent's own observation);
+* ``MAPPO-MLP``: ``model.critic=mlp`` (MLP on the concatenated global state);
+* ``MATPPO``: ``model.critic=transformer`` (the ``community`` preset);
+* ``MATPPO-phasic``: MATPPO with PhaseMLP heads on the daily phase (``variant=phasic``).
+
+Every method is evaluated on the same episodes: one community (env seed ``EVAL_SEED``,
+which fixes the prosumers) and the same days, loads, prices and forecast noise
+(``env.set_seed(EVAL_EPISODES_SEED)`` before the rollout), learned policies deterministic
+(argmax mode, ``tanh(loc)`` powers). Training communities are drawn from the training seed,
+so the learned policies are evaluated on a community they never trained on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+
+from mtmarl.envs.community import CommunityEnergyEnv, clear_mid_market
+from mtmarl.envs.community.baselines import NoFlexibilityPolicy, RuleBasedSelfConsumptionPolicy
+from mtmarl.training import Trainer, apply_overrides, get_experiment
+from mtmarl.training.trainer import PHASE_MODE
+
+EVAL_SEED = 20_000
+EVAL_EPISODES_SEED = 7
+
+#: Per community size: training iterations, envs per iteration (x 96 steps), seeds of the
+#: learned methods, evaluation episodes. The same frame budget for every method at a size.
+BUDGETS = {
+    10: {"iterations": 30, "num_envs": 16, "seeds": (0, 1, 2), "eval_episodes": 16},
+    50: {"iterations": 10, "num_envs": 4, "seeds": (0, 1, 2), "eval_episodes": 8},
+    100: {"iterations": 6, "num_envs": 4, "seeds": (0, 1, 2), "eval_episodes": 4},
+}
+#: Shared training overrides on top of the ``community`` preset (MATPPO).
+COMMON = ["model.hidden_size=32", "optim.lr=1e-3", "run.progress=false", "eval.interval=1000"]
+LEARNED = {
+    "IPPO": ["model.critic=local"],
+    "MAPPO-MLP": ["model.critic=mlp"],
+    "MATPPO": ["model.critic=transformer"],
+    "MATPPO-phasic": ["model.critic=transformer", "variant=phasic"],
+}
+BASELINES = {"no-flex": NoFlexibilityPolicy, "rule-based": RuleBasedSelfConsumptionPolicy}
+KPIS = {  # name: (column title, format)
+    "cost": ("community cost / day", "{:.2f}"),
+    "peak_kw": ("peak import (kW)", "{:.1f}"),
+    "overload_hours": ("overload (h)", "{:.2f}"),
+    "self_sufficiency": ("self-sufficiency", "{:.3f}"),
+    "comfort": ("comfort viol. (degC h)", "{:.2f}"),
+    "ev_unmet_kwh": ("EV unmet (kWh)", "{:.2f}"),
+    "return": ("return", "{:.2f}"),
+}
+
+
+def eval_env(n: int, episodes: int, variant: str):
+    factory = get_experiment("community").env_factory
+    return factory(
+        num_envs=episodes,
+        device="cpu",
+        seed=EVAL_SEED,
+        phase_mode=PHASE_MODE[variant],
+        n_prosumers=n,
+    )
+
+
+def rollout(env, policy, *, deterministic: bool):
+    from torchrl.envs.utils import ExplorationType, set_exploration_type
+
+    env.set_seed(EVAL_EPISODES_SEED)
+    mode = ExplorationType.DETERMINISTIC if deterministic else ExplorationType.RANDOM
+    with torch.no_grad(), set_exploration_type(mode):
+        return env.rollout(CommunityEnergyEnv.HORIZON, policy, break_when_any_done=False)
+
+
+def kpis(td) -> dict[str, float]:
+    """Per-episode KPIs (sums or maxima over the day), averaged over the episodes."""
+    k = td["next", "kpi"]
+    dt = CommunityEnergyEnv.DT_H
+    per_episode = {
+        "cost": k["cost"].sum((1, 2)),
+        "peak_kw": k["peak"].amax((1, 2)),
+        "overload_hours": (k["transformer_overload"] > 0).float().sum((1, 2)) * dt,
+        "self_sufficiency": k["self_sufficiency"].mean((1, 2)),  # time-averaged
+        "comfort": k["comfort_violation"].sum((1, 2)),
+        "ev_unmet_kwh": k["ev_unmet"].sum((1, 2)),
+        "return": td["next", "reward"].sum((1, 2)),
+    }
+    return {name: float(v.mean()) for name, v in per_episode.items()}
+
+
+def train_run(name: str, n: int, seed: int, out: Path) -> tuple[Trainer, float]:
+    budget = BUDGETS[n]
+    cfg = apply_overrides(
+        get_experiment("community").config,
+        [
+            *COMMON,
+            *LEARNED[name],
+            f"env.n_prosumers={n}",
+            f"seed={seed}",
+            f"collector.iterations={budget['iterations']}",
+            f"collector.num_envs={budget['num_envs']}",
+            f"optim.minibatch_size={budget['num_envs'] * 96 // 2}",
+            f"eval.episodes={budget['eval_episodes']}",
+        ],
+    )
+    run_dir = out / "runs" / f"n{n}-{name}-seed{seed}"
+    resume = (run_dir / "checkpoints" / "last.pt").exists()
+    trainer = Trainer(cfg, run_dir=run_dir, resume=resume)
+    start = time.perf_counter()
+    if trainer.iteration < cfg.collector.iterations:
+        trainer.train()
+    return trainer, time.perf_counter() - start
+
+
+def flows_figure(td, env, path: Path) -> None:
+    """One day (episode 0) of community energy flows and internal prices."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    base = env.base_env
+    dt = base.DT_H
+    ep = td[0]  # (T,)
+    crit = ep["agents", "critic_observation"]  # true current values per agent
+    pv, load = crit[..., 3], crit[..., 4]  # (T, N) kW
+    soc = ep["agents", "device_state"][..., 0]
+    soc_next = ep["next", "agents", "device_state"][..., 0]
+    d_e = (soc_next - soc) * base._bat_cap  # kWh stored
+    battery = torch.where(d_e > 0, d_e / 0.95, d_e * 0.95) / dt  # grid-side kW
+    plugged = ep["agents", "context"][..., 5] > 0.5
+    ev_soc = ep["agents", "device_state"][..., 1]
+    ev_next = ep["next", "agents", "device_state"][..., 1]
+    ev = ((ev_next - ev_soc).clamp_min(0) * base._ev_cap / 0.9 / dt) * plugged
+    hvac = ep["agents", "action", "power"][..., 1].clamp(-1, 1).abs() * base._hvac_pmax
+    k = ep["next", "kpi"]
+    exchange = torch.where(
+        k["peak"] > 0, k["peak"], -k["transformer_loading"] * base.transformer_rating_kw
+    ).squeeze(-1)
+    buy = ep["aggregate"][..., 5]
+    sell = buy.clamp_max(base.sell_price)
+    market = clear_mid_market((load + battery + ev + hvac - pv) * dt, buy, sell)
+    hours = 12 + torch.arange(pv.shape[0]) * dt
+
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 6.5), sharex=True)
+    for series, label in (
+        (pv.sum(-1), "PV"),
+        (load.sum(-1), "base load"),
+        (battery.sum(-1), "battery (+ charge)"),
+        (ev.sum(-1), "EV charging"),
+        (hvac.sum(-1), "heat pump / AC"),
+        (exchange, "grid exchange (+ import)"),
+    ):
+        ax1.plot(hours, series, label=label, lw=1.6 if "grid" in label else 1.1)
+    ax1.axhline(base.transformer_rating_kw, color="k", ls="--", lw=0.8, label="transformer rating")
+    ax1.axhline(0, color="grey", lw=0.5)
+    ax1.set_ylabel("community power (kW)")
+    ax1.legend(fontsize=7, ncol=3, loc="upper left")
+    ax1.set_title(f"MATPPO, one evaluation day, N = {pv.shape[-1]} prosumers")
+    ax2.plot(hours, buy, label="grid import price")
+    ax2.plot(hours, sell, label="feed-in price")
+    ax2.plot(hours, market.price, label="mid-market rate", ls="--")
+    active = market.demand > 0
+    ax2.plot(hours[active], market.buy_price[active], ".", ms=3, label="internal buy (avg)")
+    active = market.supply > 0
+    ax2.plot(hours[active], market.sell_price[active], ".", ms=3, label="internal sell (avg)")
+    ax2.set_ylabel("price per kWh")
+    ax2.set_xlabel("hour (noon to noon)")
+    ax2.set_xticks(range(12, 37, 3), [f"{h % 24:02d}" for h in range(12, 37, 3)])
+    ax2.legend(fontsize=7, ncol=3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def table(records: list[dict], n: int) -> str:
+    rows = [r for r in records if r["n"] == n]
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    head = "| method | seeds | " + " | ".join(t for t, _ in KPIS.values()) + " |"
+    lines = [head, "|" + "---|" * (len(KPIS) + 2)]
+    for m in methods:
+        runs = [r for r in rows if r["method"] == m]
+        cells = []
+        for key, (_, fmt) in KPIS.items():
+            values = torch.tensor([r["kpi"][key] for r in runs])
+            cell = fmt.format(values.mean())
+            if len(runs) > 1:
+                cell += " ± " + fmt.format(values.std())
+            cells.append(cell)
+        seeds = "-" if runs[0]["seed"] is None else str(len(runs))
+        lines.append(f"| {m} | {seeds} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=sorted(BUDGETS))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/community"))
+    args = parser.parse_args()
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    runs_json = out / "runs.json"
+    records = json.loads(runs_json.read_text()) if runs_json.exists() else []
+    for n in args.sizes:
+        budget = BUDGETS[n]
+        records = [r for r in records if r["n"] != n]
+        env = eval_env(n, budget["eval_episodes"], "basic")
+        for name, cls in BASELINES.items():
+            records.append(
+                {
+                    "n": n,
+                    "method": name,
+                    "seed": None,
+                    "frames": 0,
+                    "train_s": 0.0,
+                    "kpi": kpis(rollout(env, cls(env), deterministic=True)),
+                }
+            )
+            print(n, name, records[-1]["kpi"], flush=True)
+        for name in LEARNED:
+            for seed in budget["seeds"]:
+                trainer, seconds = train_run(name, n, seed, out)
+                env = eval_env(n, budget["eval_episodes"], trainer.config.variant)
+                td = rollout(env, trainer.actor, deterministic=True)
+                records.append(
+                    {
+                        "n": n,
+                        "method": name,
+                        "seed": seed,
+                        "frames": trainer.frames,
+                        "train_s": round(seconds, 1),
+                        "kpi": kpis(td),
+                    }
+                )
+                print(n, name, seed, records[-1]["kpi"], f"{seconds:.0f}s", flush=True)
+                if n == 10 and name == "MATPPO" and seed == budget["seeds"][0]:
+                    flows_figure(td, env, out / "flows_n10.png")
+        runs_json.write_text(json.dumps(records, indent=1))
+    sizes = sorted({r["n"] for r in records})
+    parts = [
+        "# Community energy trading: baselines vs IPPO / MAPPO / MATPPO\n",
+        "Generated by `OMP_NUM_THREADS=1 python benchmarks/community_results.py` (see its "
+        "docstring). KPIs per evaluation day (noon to noon), averaged over the evaluation "
+        "episodes; learned methods: mean ± std over seeds. All methods run on the same "
+        "evaluation episodes of one community the learned policies never trained on.\n",
+    ]
+    for n in sizes:
+        b = BUDGETS[n]
+        frames = b["iterations"] * b["num_envs"] * 96
+        parts.append(
+            f"\n## N = {n} prosumers\n\nTraining budget per learned run: {b['iterations']} "
+            f"iterations x {b['num_envs']} envs x 96 steps = {frames} env steps "
+            f"({frames * n} agent-steps); {b['eval_episodes']} evaluation days.\n\n"
+            + table(records, n)
+            + "\n"
+        )
+    (out / "results.md").write_text("".join(parts))
+    print((out / "results.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
