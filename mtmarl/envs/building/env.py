@@ -466,13 +466,9 @@ class BuildingEnv(BatchedTorchEnv):
         self._set_team_reward_and_done_specs(E, device)
 
     # ----------------------------------------------------------------- seeding
-    _TENSOR_ATTRS = (
-        "_exo",
-        "_flow_low",
-        "_flow_half",
-        "_ref_cycle",
-        "_agent_type",
-        "_false",
+    #: the episode state: everything a step reads and writes (a snapshot of these restores
+    #: the env, see :func:`~mtmarl.envs.building.plan_open_loop`)
+    _STATE_ATTRS = (
         "_temp",
         "_energy",
         "_t",
@@ -482,6 +478,15 @@ class BuildingEnv(BatchedTorchEnv):
         "_amp",
         "_last_action",
         "_last_power",
+    )
+    _TENSOR_ATTRS = (
+        "_exo",
+        "_flow_low",
+        "_flow_half",
+        "_ref_cycle",
+        "_agent_type",
+        "_false",
+        *_STATE_ATTRS,
     )
 
     def _moved_to(self, device: torch.device) -> None:

@@ -22,17 +22,7 @@ from mtmarl.envs.building.env import BuildingEnv
 __all__ = ["OpenLoopPlan", "OpenLoopPolicy", "plan_open_loop"]
 
 # the env's state: what a plan starts from and what planning must leave untouched
-_STATE = (
-    "_temp",
-    "_energy",
-    "_t",
-    "_minute0",
-    "_exo_now",
-    "_base",
-    "_amp",
-    "_last_action",
-    "_last_power",
-)
+_STATE = BuildingEnv._STATE_ATTRS
 # atanh of the initial actions is clipped here so that saturated actions keep a gradient
 _INIT_LIMIT = 0.995
 
