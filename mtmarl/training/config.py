@@ -22,6 +22,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 __all__ = [
     "ALGORITHMS",
+    "CONTINUOUS_DISTRIBUTIONS",
     "CRITICS",
     "ENCODERS",
     "VARIANTS",
@@ -48,6 +49,9 @@ ENCODERS = ("mlp", "lstm")
 #: Critics of ``algorithm=mappo`` (``model.critic``): MLP on the global state (MAPPO),
 #: Transformer over the agents (MATPPO), per-agent critic on the local observation (IPPO).
 CRITICS = ("mlp", "transformer", "local")
+#: Continuous heads of hybrid actions (``model.continuous_distribution``), see
+#: :func:`~mtmarl.modules.make_hybrid_actor`.
+CONTINUOUS_DISTRIBUTIONS = ("tanh_normal", "beta")
 
 
 class ConfigError(ValueError):
@@ -177,6 +181,10 @@ class ModelConfig:
         pfnn_period (int or None): period ``P`` of the phasic networks in env steps; ``None``
             uses the environment's period ``L`` (the paper runs both ``L`` and 4). Defaults to
             ``None``.
+        continuous_distribution (str): the continuous head of hybrid (composite) actions, one
+            of :data:`CONTINUOUS_DISTRIBUTIONS`: ``"tanh_normal"`` or ``"beta"`` (a
+            :class:`~mtmarl.modules.ScaledBeta` on the spec's bounds). Defaults to
+            ``"tanh_normal"``.
 
     Examples:
         >>> ModelConfig().num_cells
@@ -203,9 +211,16 @@ class ModelConfig:
     attention_layers: int = 2
     n_control_points: int = 4
     pfnn_period: int | None = None
+    continuous_distribution: str = "tanh_normal"
 
     def __post_init__(self) -> None:
         _choice("model", "encoder", self.encoder, ENCODERS)
+        _choice(
+            "model",
+            "continuous_distribution",
+            self.continuous_distribution,
+            CONTINUOUS_DISTRIBUTIONS,
+        )
         _choice("model", "critic", self.critic, CRITICS)
         if not self.num_cells:
             raise ConfigError("model.num_cells must name at least one hidden layer, got []")

@@ -352,6 +352,12 @@ class Trainer:
         """Fail before any work if the env lacks what ``config.model`` reads."""
         model = self.config.model
         keys = set(self.observation_spec.keys(True, True))
+        if model.continuous_distribution != "tanh_normal" and actor is None and not self.hybrid:
+            raise ConfigError(
+                f"model.continuous_distribution={model.continuous_distribution} applies to "
+                f"hybrid (composite) actions; the action at {ACTION} is "
+                f"{type(self.action_spec).__name__}"
+            )
         if model.encoder == "lstm" and actor is None:
             if not self.hybrid:
                 raise ConfigError(
@@ -519,6 +525,7 @@ class Trainer:
             feature_key=feature_key,
             num_cells=tuple(cfg.model.num_cells),
             action_mask_key=MASK if self.has_mask else None,
+            continuous_distribution=cfg.model.continuous_distribution,
             **heads,
         )
 

@@ -139,7 +139,31 @@ def test_bad_model_configuration_fails_at_construction(tmp_path):
         Trainer(apply_overrides(base, ["model.encoder=lstm"]), env_fn=bandit_env_fn, **steps)
     with pytest.raises(ConfigError, match="TensorDictModuleBase"):
         Trainer(base, env_fn=bandit_env_fn, critic=torch.nn.Linear(2, 2), **steps)
+    with pytest.raises(ConfigError, match="model.continuous_distribution must be one of"):
+        apply_overrides(TrainConfig(), ["model.continuous_distribution=gaussian"])
+    with pytest.raises(ConfigError, match="applies to hybrid"):
+        Trainer(
+            apply_overrides(base, ["model.continuous_distribution=beta"]),
+            env_fn=bandit_env_fn,
+            **steps,
+        )
     assert not (tmp_path / "config.yaml").exists()  # nothing was written
+
+
+def test_beta_head_trains_on_the_community(tmp_path):
+    from mtmarl.modules import ScaledBeta
+
+    trainer = Trainer(community_config("model.continuous_distribution=beta"), run_dir=tmp_path)
+    before = [p.detach().clone() for p in trainer.actor.parameters()]
+    td = trainer.env.reset()
+    with torch.no_grad():
+        dist = trainer.actor.get_dist(td)
+    assert any(isinstance(d, ScaledBeta) for d in dist.dists.values())
+    result = trainer.train()
+    assert result.iterations == 2
+    assert all(torch.isfinite(torch.tensor(h["train/loss_objective"])) for h in result.history)
+    after = list(trainer.actor.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(before, after, strict=True))
 
 
 def test_injected_critic_and_actor_are_trained(tmp_path):
