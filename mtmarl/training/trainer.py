@@ -29,6 +29,8 @@ from torchrl.collectors import Collector, MultiSyncCollector
 from torchrl.data import Bounded, Categorical, Composite
 from torchrl.envs import EnvBase, InitTracker, RewardSum, TransformedEnv
 from torchrl.envs.utils import ExplorationType
+from torchrl.objectives.multiagent import MAPPOLoss
+from torchrl.objectives.utils import distance_loss
 from torchrl.objectives.value.functional import vec_generalized_advantage_estimate
 
 from mtmarl.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -137,6 +139,43 @@ class _EnvMaker:
         if cfg.variant == "recurrent":
             env.append_transform(InitTracker())
         return env
+
+
+class _MAPPOWithGlobalValue(MAPPOLoss):
+    """``MAPPOLoss`` that also fits a critic's pooled global value, from the same critic pass.
+
+    ``loss_critic`` runs the critic on the minibatch, which then holds the global value
+    (``global_value_key``) next to the per-agent values; the extra term
+    ``loss_critic_global = global_value_coeff *`` the PPO critic's distance (smooth L1) to its
+    target ``"state_value_global_target"`` is computed from it, so the critic runs once per
+    minibatch, not twice.
+    """
+
+    def __init__(
+        self, *args: Any, global_value_key: str, global_value_coeff: float, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.global_value_key = global_value_key
+        self.global_value_coeff = global_value_coeff
+        self._global_loss: torch.Tensor | None = None
+
+    def loss_critic(self, tensordict: TensorDictBase):
+        out = super().loss_critic(tensordict)
+        value = tensordict.get(self.global_value_key)
+        loss = distance_loss(
+            value,
+            tensordict.get(GLOBAL_TARGET).to(value.dtype),
+            loss_function=self.loss_critic_type,
+        )
+        self._global_loss = self.global_value_coeff * loss.mean()
+        return out
+
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        td_out = super().forward(tensordict)
+        if self._global_loss is not None:
+            td_out.set("loss_critic_global", self._global_loss)
+            self._global_loss = None
+        return td_out
 
 
 class _Concat(nn.Module):
@@ -586,17 +625,24 @@ class Trainer:
             )
             return loss
         from torchrl.modules import PopArtValueNorm
-        from torchrl.objectives.multiagent import MAPPOLoss
 
-        loss = MAPPOLoss(
-            self.actor,
-            self.critic,
-            value_norm=PopArtValueNorm(shape=1) if cfg.loss.value_norm else None,
-            clip_epsilon=cfg.loss.clip_epsilon,
-            entropy_coeff=cfg.loss.entropy_coeff,
-            critic_coeff=cfg.loss.critic_coeff,
-            normalize_advantage=cfg.loss.normalize_advantage,
-        )
+        options = {
+            "value_norm": PopArtValueNorm(shape=1) if cfg.loss.value_norm else None,
+            "clip_epsilon": cfg.loss.clip_epsilon,
+            "entropy_coeff": cfg.loss.entropy_coeff,
+            "critic_coeff": cfg.loss.critic_coeff,
+            "normalize_advantage": cfg.loss.normalize_advantage,
+        }
+        if self.train_global_value:
+            loss = _MAPPOWithGlobalValue(
+                self.actor,
+                self.critic,
+                global_value_key=self.critic.global_value_key,
+                global_value_coeff=cfg.loss.global_value_coeff,
+                **options,
+            )
+        else:
+            loss = MAPPOLoss(self.actor, self.critic, **options)
         keys = {
             "value": VALUE,
             "advantage": ADVANTAGE,
@@ -698,20 +744,6 @@ class Trainer:
         data.set(VALUE_TARGET, target)
         data.set(VALUE, value)
 
-    def _global_value_loss(self, batch: TensorDictBase) -> torch.Tensor:
-        """``global_value_coeff *`` the PPO critic's distance (``MAPPOLoss``: smooth L1)
-        between the critic's pooled global value and its GAE target."""
-        from torchrl.objectives.utils import distance_loss
-
-        out = self.critic(batch.select(*self.critic.in_keys))
-        value = out[self.critic.global_value_key]
-        loss = distance_loss(
-            value,
-            batch[GLOBAL_TARGET].to(value.dtype),
-            loss_function=self.loss_module.loss_critic_type,
-        )
-        return self.config.loss.global_value_coeff * loss.mean()
-
     def _minibatches(self, data: TensorDictBase) -> Iterator[TensorDictBase]:
         cfg = self.config
         if cfg.variant == "recurrent":  # whole trajectories, time order kept
@@ -747,8 +779,6 @@ class Trainer:
             for batch in self._minibatches(data):
                 with self._recurrent_context():
                     losses = self.loss_module(batch)
-                    if self.train_global_value:
-                        losses["loss_critic_global"] = self._global_value_loss(batch)
                 total = sum(v for k, v in losses.items() if k.startswith("loss_"))
                 self.optimizer.zero_grad(set_to_none=True)
                 total.backward()
