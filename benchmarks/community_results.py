@@ -1,8 +1,15 @@
 """Community energy trading (seed 000): baselines, IPPO, MAPPO, MATPPO side by side.
 
-One command (about 50 minutes on one busy CPU core; the budgets are the ``BUDGETS`` table)::
+One command (about 2 hours on one CPU core; the budgets are the ``BUDGETS`` table)::
 
     OMP_NUM_THREADS=1 python benchmarks/community_results.py
+
+or, on two cores, two processes with disjoint methods and then one pass that only reloads the
+finished runs, evaluates them and writes the table::
+
+    OMP_NUM_THREADS=1 python benchmarks/community_results.py --methods MATPPO MATPPO-phasic &
+    OMP_NUM_THREADS=1 python benchmarks/community_results.py --methods IPPO MAPPO-MLP MATPPO-scratch
+    wait; OMP_NUM_THREADS=1 python benchmarks/community_results.py
 
 writes ``benchmarks/results/community/``: ``results.md`` (KPI table per community size),
 ``runs.json`` (every method, seed and KPI), ``flows_n10.png`` (one day of the community's
@@ -11,15 +18,24 @@ energy flows and internal prices under MATPPO) and the training runs under ``run
 command can be re-run (e.g. ``--sizes 10`` first, ``--sizes 50 100`` later) and the table
 covers every run present.
 
-Methods (all learned ones share the actor: the parameter-shared hybrid actor on MATPPO's LSTM
-forecast encoder, ``model.encoder=lstm``; they differ in the critic):
+Methods (all learned ones but ``MATPPO-scratch`` share the actor: the parameter-shared hybrid
+actor on MATPPO's LSTM forecast encoder, ``model.encoder=lstm``, centred on the rule-based
+controller by an :class:`~mtmarl.modules.ActionPrior`, ``model.action_prior=rule_based``; they
+differ in the critic):
 
 * ``no-flex``: :class:`~mtmarl.envs.community.baselines.NoFlexibilityPolicy`;
 * ``rule-based``: :class:`~mtmarl.envs.community.baselines.RuleBasedSelfConsumptionPolicy`;
 * ``IPPO``: ``model.critic=local`` (per-agent critic on the agent's own observation);
 * ``MAPPO-MLP``: ``model.critic=mlp`` (MLP on the concatenated global state);
 * ``MATPPO``: ``model.critic=transformer`` (the ``community`` preset);
-* ``MATPPO-phasic``: MATPPO with PhaseMLP heads on the daily phase (``variant=phasic``).
+* ``MATPPO-phasic``: MATPPO with PhaseMLP heads on the daily phase (``variant=phasic``);
+* ``MATPPO-scratch``: MATPPO without the prior (``model.action_prior=null``), as the paper
+  trains it.
+
+Model selection: each learned run keeps the actor of its best validation evaluation
+(``eval.keep_best``; the initial policy and every ``every`` iterations, on the trainer's own
+evaluation community, seed + 10000) -- that actor is the table's row; the final iterate is
+reported too.
 
 Every method is evaluated on the same episodes: one community (env seed ``EVAL_SEED``,
 which fixes the prosumers) and the same days, loads, prices and forecast noise
@@ -49,18 +65,35 @@ EVAL_EPISODES_SEED = 7
 #: Per community size: training iterations, envs per iteration (x 96 steps), seeds of the
 #: learned methods, evaluation episodes. The same frame budget for every method at a size.
 BUDGETS = {
-    10: {"iterations": 30, "num_envs": 16, "seeds": (0, 1, 2), "eval_episodes": 16},
-    50: {"iterations": 10, "num_envs": 4, "seeds": (0, 1, 2), "eval_episodes": 8},
-    100: {"iterations": 6, "num_envs": 4, "seeds": (0, 1, 2), "eval_episodes": 4},
+    10: {"iterations": 50, "num_envs": 16, "seeds": (0, 1, 2), "eval_episodes": 16, "every": 5},
+    50: {"iterations": 20, "num_envs": 4, "seeds": (0, 1, 2), "eval_episodes": 8, "every": 4},
+    100: {"iterations": 12, "num_envs": 4, "seeds": (0, 1, 2), "eval_episodes": 4, "every": 3},
 }
-#: Shared training overrides on top of the ``community`` preset (MATPPO).
-COMMON = ["model.hidden_size=32", "optim.lr=1e-3", "run.progress=false", "eval.interval=1000"]
+#: Shared training overrides on top of the ``community`` preset (MATPPO), spelled out so that
+#: the table does not change when the preset does: every learned method starts from the
+#: rule-based controller (``model.action_prior=rule_based``, a residual policy, initial
+#: exploration scale 0.3) and samples EV levels from the env's deadline mask.
+COMMON = [
+    "model.hidden_size=32",
+    "optim.lr=1e-3",
+    "model.action_prior=rule_based",
+    "model.init_scale=0.3",
+    "run.progress=false",
+    "eval.keep_best=true",
+]
 LEARNED = {
     "IPPO": ["model.critic=local"],
     "MAPPO-MLP": ["model.critic=mlp"],
     "MATPPO": ["model.critic=transformer"],
     "MATPPO-phasic": ["model.critic=transformer", "variant=phasic"],
+    # MATPPO as the paper trains it: no prior, initial exploration scale 1
+    "MATPPO-scratch": [
+        "model.critic=transformer",
+        "model.action_prior=null",
+        "model.init_scale=1.0",
+    ],
 }
+ORDER = ["no-flex", "rule-based", *LEARNED]
 BASELINES = {"no-flex": NoFlexibilityPolicy, "rule-based": RuleBasedSelfConsumptionPolicy}
 KPIS = {  # name: (column title, format)
     "cost": ("community cost / day", "{:.2f}"),
@@ -71,6 +104,10 @@ KPIS = {  # name: (column title, format)
     "ev_unmet_kwh": ("EV unmet (kWh)", "{:.2f}"),
     "return": ("return", "{:.2f}"),
 }
+
+
+def _rank(method: str) -> int:
+    return ORDER.index(method) if method in ORDER else len(ORDER)
 
 
 def eval_env(n: int, episodes: int, variant: str):
@@ -122,6 +159,7 @@ def train_run(name: str, n: int, seed: int, out: Path) -> tuple[Trainer, float]:
             f"collector.num_envs={budget['num_envs']}",
             f"optim.minibatch_size={budget['num_envs'] * 96 // 2}",
             f"eval.episodes={budget['eval_episodes']}",
+            f"eval.interval={budget['every']}",
         ],
     )
     run_dir = out / "runs" / f"n{n}-{name}-seed{seed}"
@@ -129,7 +167,8 @@ def train_run(name: str, n: int, seed: int, out: Path) -> tuple[Trainer, float]:
     trainer = Trainer(cfg, run_dir=run_dir, resume=resume)
     start = time.perf_counter()
     if trainer.iteration < cfg.collector.iterations:
-        trainer.train()
+        if trainer.train().interrupted:  # Ctrl-C / SIGTERM: checkpointed, stop the sweep too
+            raise SystemExit(f"interrupted in {run_dir}; re-run the command to resume")
     return trainer, time.perf_counter() - start
 
 
@@ -142,18 +181,19 @@ def flows_figure(td, env, path: Path) -> None:
 
     base = env.base_env
     dt = base.DT_H
+    rating = dict(zip(base.RATING_FEATURES, base.ratings.unbind(-1), strict=True))  # (N,) each
     ep = td[0]  # (T,)
     crit = ep["agents", "critic_observation"]  # true current values per agent
     pv, load = crit[..., 3], crit[..., 4]  # (T, N) kW
     soc = ep["agents", "device_state"][..., 0]
     soc_next = ep["next", "agents", "device_state"][..., 0]
-    d_e = (soc_next - soc) * base._bat_cap  # kWh stored
+    d_e = (soc_next - soc) * rating["battery_kwh"]  # kWh stored
     battery = torch.where(d_e > 0, d_e / 0.95, d_e * 0.95) / dt  # grid-side kW
     plugged = ep["agents", "context"][..., 5] > 0.5
     ev_soc = ep["agents", "device_state"][..., 1]
     ev_next = ep["next", "agents", "device_state"][..., 1]
-    ev = ((ev_next - ev_soc).clamp_min(0) * base._ev_cap / 0.9 / dt) * plugged
-    hvac = ep["agents", "action", "power"][..., 1].clamp(-1, 1).abs() * base._hvac_pmax
+    ev = ((ev_next - ev_soc).clamp_min(0) * rating["ev_kwh"] / 0.9 / dt) * plugged
+    hvac = ep["agents", "action", "power"][..., 1].clamp(-1, 1).abs() * rating["hvac_kw"]
     k = ep["next", "kpi"]
     exchange = torch.where(
         k["peak"] > 0, k["peak"], -k["transformer_loading"] * base.transformer_rating_kw
@@ -194,8 +234,9 @@ def flows_figure(td, env, path: Path) -> None:
     plt.close(fig)
 
 
-def table(records: list[dict], n: int) -> str:
-    rows = [r for r in records if r["n"] == n]
+def table(records: list[dict], n: int, key: str = "kpi") -> str:
+    """Mean (± std over seeds) of ``record[key]`` per method; baselines always use ``"kpi"``."""
+    rows = [{**r, "kpi": r.get(key, r["kpi"])} for r in records if r["n"] == n]
     methods = list(dict.fromkeys(r["method"] for r in rows))
     head = "| method | seeds | " + " | ".join(t for t, _ in KPIS.values()) + " |"
     lines = [head, "|" + "---|" * (len(KPIS) + 2)]
@@ -217,6 +258,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=sorted(BUDGETS))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/community"))
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        choices=sorted(LEARNED),
+        default=list(LEARNED),
+        help="learned methods to train / evaluate (the others' records in runs.json are kept); "
+        "e.g. two processes with disjoint --methods, then one without to write the table",
+    )
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     out: Path = args.out
@@ -225,7 +274,11 @@ def main() -> None:
     records = json.loads(runs_json.read_text()) if runs_json.exists() else []
     for n in args.sizes:
         budget = BUDGETS[n]
-        records = [r for r in records if r["n"] != n]
+        records = [
+            r
+            for r in records
+            if r["n"] != n or (r["seed"] is not None and r["method"] not in args.methods)
+        ]
         env = eval_env(n, budget["eval_episodes"], "basic")
         for name, cls in BASELINES.items():
             records.append(
@@ -239,10 +292,12 @@ def main() -> None:
                 }
             )
             print(n, name, records[-1]["kpi"], flush=True)
-        for name in LEARNED:
+        for name in args.methods:
             for seed in budget["seeds"]:
                 trainer, seconds = train_run(name, n, seed, out)
                 env = eval_env(n, budget["eval_episodes"], trainer.config.variant)
+                final = kpis(rollout(env, trainer.actor, deterministic=True))
+                best_iteration = trainer.load_best()
                 td = rollout(env, trainer.actor, deterministic=True)
                 records.append(
                     {
@@ -251,12 +306,29 @@ def main() -> None:
                         "seed": seed,
                         "frames": trainer.frames,
                         "train_s": round(seconds, 1),
+                        "best_iteration": best_iteration,
                         "kpi": kpis(td),
+                        "kpi_final": final,
                     }
                 )
-                print(n, name, seed, records[-1]["kpi"], f"{seconds:.0f}s", flush=True)
+                print(
+                    n,
+                    name,
+                    seed,
+                    records[-1]["kpi"],
+                    f"best@{best_iteration}",
+                    f"final return {final['return']:.2f}",
+                    f"{seconds:.0f}s",
+                    flush=True,
+                )
                 if n == 10 and name == "MATPPO" and seed == budget["seeds"][0]:
                     flows_figure(td, env, out / "flows_n10.png")
+        if runs_json.exists():  # keep what a parallel process wrote meanwhile
+            ours = {(r["n"], r["method"]) for r in records}
+            records += [
+                r for r in json.loads(runs_json.read_text()) if (r["n"], r["method"]) not in ours
+            ]
+        records.sort(key=lambda r: (r["n"], _rank(r["method"]), r["seed"] or 0))
         runs_json.write_text(json.dumps(records, indent=1))
     sizes = sorted({r["n"] for r in records})
     parts = [
@@ -264,7 +336,10 @@ def main() -> None:
         "Generated by `OMP_NUM_THREADS=1 python benchmarks/community_results.py` (see its "
         "docstring). KPIs per evaluation day (noon to noon), averaged over the evaluation "
         "episodes; learned methods: mean ± std over seeds. All methods run on the same "
-        "evaluation episodes of one community the learned policies never trained on.\n",
+        "evaluation episodes of one community the learned policies never trained on. A learned "
+        "run's policy is the actor of its best validation evaluation (the trainer's "
+        "`eval.keep_best`: the initial policy and every `eval.interval` iterations, on "
+        "episodes of yet another community); the final iterates follow each table.\n",
     ]
     for n in sizes:
         b = BUDGETS[n]
@@ -274,6 +349,8 @@ def main() -> None:
             f"iterations x {b['num_envs']} envs x 96 steps = {frames} env steps "
             f"({frames * n} agent-steps); {b['eval_episodes']} evaluation days.\n\n"
             + table(records, n)
+            + "\n\nThe same learned runs at their final iteration (no model selection):\n\n"
+            + table([r for r in records if r["seed"] is not None], n, key="kpi_final")
             + "\n"
         )
     (out / "results.md").write_text("".join(parts))

@@ -17,7 +17,9 @@ wired into torchrl's ``Collector``, ``MultiAgentGAE`` and ``ClipPPOLoss`` (as ``
   ``ProbabilisticActor`` shared by all prosumers;
 * how the Transformer critic's two values are trained: the per-agent values by
   ``MultiAgentGAE`` + ``ClipPPOLoss``, the pooled global value by its own GAE target;
-* how to look at the critic's attention over the prosumers.
+* how to look at the critic's attention over the prosumers;
+* how to start the actor at the rule-based controller with an
+  :class:`~mtmarl.modules.ActionPrior`, so that PPO learns a residual on top of it.
 """
 
 # %%
@@ -57,7 +59,9 @@ torch.set_num_threads(1)
 # ---------------
 # Every prosumer sees ``("agents", "forecast")`` -- the next 12 intervals of its PV, its load
 # and the import price -- and ``("agents", "device_state")`` -- battery SoC, EV SoC, indoor
-# temperature -- plus time and EV context. The critic's inputs are per-agent
+# temperature -- plus time and EV context, its devices' ratings ``("agents", "ratings")`` and
+# ``("agents", "action_mask")``, the EV levels that still meet the car's deadline. The critic's
+# inputs are per-agent
 # ``("agents", "critic_observation")`` and the community ``"aggregate"`` (net load, market
 # prices, transformer loading, time). The action is hybrid: an EV charging level and
 # (battery, heat-pump) powers in ``[-1, 1]``.
@@ -70,6 +74,8 @@ for key in (
     ("agents", "forecast"),
     ("agents", "device_state"),
     ("agents", "context"),
+    ("agents", "ratings"),
+    ("agents", "action_mask"),
     ("agents", "critic_observation"),
     "aggregate",
 ):
@@ -82,29 +88,38 @@ print(env.full_action_spec["agents", "action"])
 # :class:`~mtmarl.modules.ForecastEncoder` runs an LSTM over each prosumer's window (no state
 # carried between steps: the window is part of the observation), concatenates the last hidden
 # state with the device state and maps it linearly to the local feature. Here the device state
-# is extended with the context features (time of day, EV plug-in and deadline) by a small
-# concatenation module in front. :func:`~mtmarl.modules.make_hybrid_actor` then puts a
-# categorical head (EV level) and a tanh-normal head (powers, bounded by the spec) on the
-# feature, joined in a ``CompositeDistribution``.
+# is extended with the context features (time of day, EV plug-in and deadline) and the ratings
+# (a shared policy must know how big each household's devices are) by a small concatenation
+# module in front. :func:`~mtmarl.modules.make_hybrid_actor` then puts a categorical head (EV
+# level, a ``MaskedCategorical`` on the deadline mask) and a tanh-normal head (powers, bounded
+# by the spec) on the feature, joined in a ``CompositeDistribution``.
 
+LOCAL_KEYS = [("agents", "device_state"), ("agents", "context"), ("agents", "ratings")]
 concat = TensorDictModule(
-    lambda device, context: torch.cat((device, context), -1),
-    in_keys=[("agents", "device_state"), ("agents", "context")],
-    out_keys=[("agents", "local_state")],
+    lambda *parts: torch.cat(parts, -1), in_keys=LOCAL_KEYS, out_keys=[("agents", "local_state")]
 )
-encoder = ForecastEncoder(
-    3,
-    FEATURE_DIM,
-    state_features=3 + len(CommunityEnergyEnv.CONTEXT_FEATURES),
-    hidden_size=32,
-    state_key=("agents", "local_state"),
-)
-actor = make_hybrid_actor(
-    env.full_action_spec,
-    encoder=TensorDictSequential(concat, encoder),
-    feature_dim=FEATURE_DIM,
-    num_cells=(64,),
-)
+LOCAL_FEATURES = sum(td[k].shape[-1] for k in LOCAL_KEYS)
+
+
+def make_actor(action_prior=None):
+    encoder = ForecastEncoder(
+        3,
+        FEATURE_DIM,
+        state_features=LOCAL_FEATURES,
+        hidden_size=32,
+        state_key=("agents", "local_state"),
+    )
+    return make_hybrid_actor(
+        env.full_action_spec,
+        encoder=TensorDictSequential(concat, encoder),
+        feature_dim=FEATURE_DIM,
+        num_cells=(64,),
+        action_mask_key=("agents", "action_mask"),
+        action_prior=action_prior,
+    )
+
+
+actor = make_actor()
 print("actor writes", actor.dist_sample_keys, "and", actor.log_prob_keys)
 
 # %%
@@ -214,6 +229,39 @@ ax3.bar(labels[1:], net_load)
 ax3.set(ylabel="kW", title="base load - PV at 18:00 (critic input)")
 fig.tight_layout()
 plt.show()
+
+# %%
+# Starting from the rule-based controller
+# ---------------------------------------
+# A policy trained from scratch spends most of its budget re-discovering what a simple rule
+# already does (keep the house in its comfort band, soak up PV with the battery, charge EVs
+# before they leave). :class:`~mtmarl.modules.ActionPrior` runs a fixed controller -- here
+# :class:`~mtmarl.envs.community.RuleBasedSelfConsumptionPolicy`, which reads only the
+# prosumer's own observation -- between the heads and the distribution, and shifts the
+# parameters toward its action: ``+ logit_bonus`` on its EV level, ``+ atanh(u)`` on the
+# tanh-normal ``loc``. With the heads' outputs at zero the deterministic policy *is* the
+# controller; PPO then learns a correction, with exact log-probabilities (the prior is
+# recomputed from the stored observation when the loss re-runs the actor). This is what
+# ``mtmarl train community`` does (``model.action_prior=rule_based``).
+
+from mtmarl.envs.community import RuleBasedSelfConsumptionPolicy  # noqa: E402
+from mtmarl.modules import ActionPrior  # noqa: E402
+
+rule = RuleBasedSelfConsumptionPolicy(env)
+residual = make_actor(ActionPrior(rule, action_spec=env.full_action_spec))
+with torch.no_grad():
+    for head in (residual.module[0][1].module.discrete, residual.module[0][1].module.continuous):
+        for p in head.parameters():
+            p.zero_()  # the trainer shrinks the heads' output layers instead
+with set_exploration_type(ExplorationType.DETERMINISTIC), torch.no_grad():
+    eval_env.set_seed(SEED)
+    day_residual = eval_env.rollout(HORIZON, residual, break_when_any_done=False)
+    eval_env.set_seed(SEED)
+    day_rule = eval_env.rollout(HORIZON, rule, break_when_any_done=False)
+r_residual = day_residual["next", "reward"].sum().item()
+r_rule = day_rule["next", "reward"].sum().item()
+print(f"return of one day: residual actor at init {r_residual:.3f}, rule-based {r_rule:.3f}")
+assert abs(r_residual - r_rule) < 0.05 * abs(r_rule)
 
 # %%
 # With a real budget (``mtmarl train community``: the same parts, 50 iterations of 16 days) the

@@ -150,7 +150,9 @@ class MtmarlParallelEnv(ParallelEnv):
         available = list(group_obs.keys(True, True))
         if observation_keys is None:
             observation_keys = ["observation"]
-            if "action_mask" in group_obs.keys():
+            # PettingZoo's mask convention (sample(mask=obs["action_mask"])) is for a single
+            # discrete action; a composite action's mask is opt-in via observation_keys
+            if "action_mask" in group_obs.keys() and not isinstance(self._action_spec, Composite):
                 observation_keys.append("action_mask")
         else:
             observation_keys = [unravel_key(k) for k in observation_keys]
@@ -476,9 +478,13 @@ def to_pettingzoo(
       :class:`~mtmarl.transforms.ActionFrequencyMask` in the stack, an action an agent may
       not take is replaced by the forced one (the transform's inverse).
     * **observations**: per agent, the entries ``observation_keys`` of ``group``. By default
-      ``"observation"`` -- a ``Box`` -- or, if the group has an ``"action_mask"``,
-      PettingZoo's convention ``{"observation": Box, "action_mask": MultiBinary}`` (the
-      mask as ``int8``, ready for ``action_space(agent).sample(mask=...)``). Any other
+      ``"observation"`` -- a ``Box`` -- or, if the group has an ``"action_mask"`` and the
+      action is a single discrete one, PettingZoo's convention ``{"observation": Box,
+      "action_mask": MultiBinary}`` (the mask as ``int8``, ready for
+      ``action_space(agent).sample(mask=...)``). A composite action's mask (e.g. the
+      community env's EV deadline mask) is left out by default: ``Dict.sample`` expects one
+      mask per sub-space; pass ``observation_keys=["observation", "action_mask"]`` to get it.
+      Any other
       choice of keys gives a ``Dict`` keyed by the keys (nested keys joined with ``/``).
     * **rewards**: the root team reward, the same for every agent (a per-agent
       ``(group, "reward")`` is passed per agent).

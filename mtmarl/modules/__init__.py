@@ -6,6 +6,7 @@ agent id, plus the building blocks they are composed of (usable without the trai
 MATPPO's LSTM forecast encoder, hybrid-action shared actor and Transformer critic.
 """
 
+from mtmarl.modules.action_prior import ActionPrior
 from mtmarl.modules.agent_id import SharedAgentNet
 from mtmarl.modules.categorical import make_categorical_actor
 from mtmarl.modules.coma_critic import COMACritic
@@ -60,6 +61,7 @@ __all__ = [
     # MATPPO (seed 000): forecast encoder, hybrid-action shared actor, Transformer critic
     "ForecastEncoder",
     "make_hybrid_actor",
+    "ActionPrior",
     "ScaledBeta",
     "TransformerCritic",
 ]

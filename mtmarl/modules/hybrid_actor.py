@@ -200,6 +200,7 @@ def make_hybrid_actor(
     scale_mapping: str = "biased_softplus_1.0",
     scale_lb: float = 1e-4,
     continuous_distribution: str = "tanh_normal",
+    action_prior: TensorDictModuleBase | None = None,
 ) -> ProbabilisticActor:
     """Build a parameter-shared hybrid actor from a composite action spec.
 
@@ -248,6 +249,11 @@ def make_hybrid_actor(
             (:class:`~mtmarl.modules.ScaledBeta`; parameters ``concentration1`` /
             ``concentration0`` ``(*B, N, A)``, deterministic action its mode, exact
             entropy). Defaults to ``"tanh_normal"``.
+        action_prior (TensorDictModuleBase, optional): runs after the heads and rewrites
+            the discrete ``logits`` and the continuous ``loc`` under ``params_key``, e.g. an
+            :class:`~mtmarl.modules.ActionPrior` that centres the distribution on a base
+            controller's action (a residual policy). ``TanhNormal`` only. Defaults to
+            ``None``.
 
     Returns:
         ProbabilisticActor: ``return_log_prob=True``; ``dist_sample_keys`` are the two
@@ -306,6 +312,17 @@ def make_hybrid_actor(
             f"{continuous_distribution!r}"
         )
     use_beta = continuous_distribution == "beta"
+    if action_prior is not None:
+        if not isinstance(action_prior, TensorDictModuleBase):
+            raise TypeError(
+                f"{_WHO} expected action_prior to be a TensorDictModuleBase (e.g. "
+                f"ActionPrior), got {type(action_prior).__name__}"
+            )
+        if use_beta:
+            raise ValueError(
+                f"{_WHO}: action_prior shifts the TanhNormal loc and needs "
+                f"continuous_distribution='tanh_normal', got 'beta'"
+            )
     dkey, dspec, ckey, cspec = _leaves(action_spec)
     n_modes = int(dspec.space.n)
     action_dim = int(cspec.shape[-1])
@@ -382,6 +399,15 @@ def make_hybrid_actor(
             ],
         )
     )
+    if action_prior is not None:
+        wanted = [(*pk, dname, "logits"), (*pk, cname, "loc")]
+        written = [unravel_key(k) for k in action_prior.out_keys]
+        if any(unravel_key(k) not in written for k in wanted):
+            raise ValueError(
+                f"{_WHO} expected action_prior to write the parameters {wanted}, its "
+                f"out_keys are {action_prior.out_keys}"
+            )
+        modules.append(action_prior)
     if action_mask_key is not None:
         modules.append(
             TensorDictModule(

@@ -185,6 +185,17 @@ class ModelConfig:
             of :data:`CONTINUOUS_DISTRIBUTIONS`: ``"tanh_normal"`` or ``"beta"`` (a
             :class:`~mtmarl.modules.ScaledBeta` on the spec's bounds). Defaults to
             ``"tanh_normal"``.
+        action_prior (str or None): a base controller of the experiment
+            (:attr:`~mtmarl.training.Experiment.action_priors`, e.g. ``"rule_based"`` for
+            ``community``) that centres the hybrid actor's distribution on its action: an
+            :class:`~mtmarl.modules.ActionPrior`, so the policy learns a residual on top of
+            the controller; the heads' output layers start near zero so that the initial
+            deterministic policy is the controller. ``None``: no prior. Defaults to ``None``.
+        action_prior_bonus (float): the prior's ``logit_bonus`` on the controller's discrete
+            choice, >= 0. Defaults to ``3.0``.
+        init_scale (float): the hybrid actor's continuous ``TanhNormal`` head's scale (pre-tanh) when its
+            raw output is zero, i.e. the initial exploration noise (``scale_mapping =
+            biased_softplus_<init_scale>``); > 0. Defaults to ``1.0``.
 
     Examples:
         >>> ModelConfig().num_cells
@@ -212,8 +223,24 @@ class ModelConfig:
     n_control_points: int = 4
     pfnn_period: int | None = None
     continuous_distribution: str = "tanh_normal"
+    action_prior: str | None = None
+    action_prior_bonus: float = 3.0
+    init_scale: float = 1.0
 
     def __post_init__(self) -> None:
+        if not (isinstance(self.init_scale, (int, float)) and self.init_scale > 0):
+            raise ConfigError(f"model.init_scale must be > 0, got {self.init_scale!r}")
+        if self.action_prior is not None and (
+            not isinstance(self.action_prior, str) or not self.action_prior
+        ):
+            raise ConfigError(
+                f"model.action_prior must be a controller's name or null, got "
+                f"{self.action_prior!r}"
+            )
+        if not self.action_prior_bonus >= 0:
+            raise ConfigError(
+                f"model.action_prior_bonus must be >= 0, got {self.action_prior_bonus}"
+            )
         _choice("model", "encoder", self.encoder, ENCODERS)
         _choice(
             "model",
@@ -338,6 +365,11 @@ class EvalConfig:
     Attributes:
         episodes (int): episodes per evaluation (run as one batch of envs). Defaults to 100.
         interval (int): evaluate every this many iterations (and at the end). Defaults to 10.
+        keep_best (bool): also evaluate the initial policy, and write the actor of the best
+            evaluation so far (highest mean return) to ``run_dir/checkpoints/best.pt``;
+            :meth:`~mtmarl.training.Trainer.load_best` loads it. The evaluation episodes come
+            from their own seed (``seed + 10000``), so this is model selection on held-out
+            episodes, not on the training data. Defaults to True.
 
     Examples:
         >>> EvalConfig(episodes=10).interval
@@ -346,6 +378,7 @@ class EvalConfig:
 
     episodes: int = 100
     interval: int = 10
+    keep_best: bool = True
 
     def __post_init__(self) -> None:
         _positive("eval", episodes=self.episodes, interval=self.interval)

@@ -46,6 +46,12 @@ class Experiment:
         max_episode_steps (int): horizon used by evaluation.
         success_key (NestedKey or None): boolean ``"next"`` entry marking a successful final
             step, or ``None`` when the task has no success notion.
+        env_kwargs_doc (dict[str, str]): the factory's own keyword arguments (``env.*``
+            overrides), documented for ``mtmarl list``.
+        action_priors (dict[str, Callable[[EnvBase], Callable]]): base controllers that
+            ``model.action_prior=NAME`` puts under the hybrid actor (see
+            :class:`~mtmarl.modules.ActionPrior`): ``NAME -> make(env)`` returning an
+            observation-only ``TensorDictModuleBase`` policy (with ``in_keys``).
 
     Examples:
         >>> exp = get_experiment("movebox-easy")
@@ -60,6 +66,7 @@ class Experiment:
     max_episode_steps: int
     success_key: NestedKey | None = None
     env_kwargs_doc: dict[str, str] = field(default_factory=dict)
+    action_priors: dict[str, Callable[[EnvBase], Callable]] = field(default_factory=dict)
 
     def make_env(
         self,
@@ -276,13 +283,20 @@ def _community_factory(
     return TransformedEnv(env, Compose(*transforms))
 
 
+def _community_rule_based(env: EnvBase):
+    """The community's rule-based self-consumption controller (``model.action_prior``)."""
+    from mtmarl.envs.community import RuleBasedSelfConsumptionPolicy
+
+    return RuleBasedSelfConsumptionPolicy(env)
+
+
 register_experiment(
     Experiment(
         name="community",
         description="community energy trading (seed 000), MATPPO: N prosumers "
         "(env.n_prosumers=10), hybrid actions, LSTM forecast encoder + Transformer critic; "
         "baselines: model.critic=mlp (MAPPO), model.critic=local (IPPO), variant=phasic "
-        "(phase-aware heads)",
+        "(phase-aware heads), model.action_prior=null (no rule-based prior)",
         env_factory=_community_factory,
         config=TrainConfig(
             experiment="community",
@@ -293,13 +307,23 @@ register_experiment(
             # attends over the prosumers; model.critic=mlp / local give MAPPO / IPPO. LSTM
             # hidden 32: half the update time of 64 on CPU; lr 1e-3 as in
             # benchmarks/community_results.py
-            model=ModelConfig(encoder="lstm", critic="transformer", hidden_size=32),
+            # The actor starts at the rule-based controller and learns a residual
+            # (model.action_prior=null model.init_scale=1.0 trains from scratch, as before):
+            # benchmarks/README.md compares the two.
+            model=ModelConfig(
+                encoder="lstm",
+                critic="transformer",
+                hidden_size=32,
+                action_prior="rule_based",
+                init_scale=0.3,
+            ),
             loss=LossConfig(gamma=0.99, lmbda=0.95, entropy_coeff=0.001),
             optim=OptimConfig(lr=1e-3, epochs=4, minibatch_size=768),
             eval=EvalConfig(episodes=16, interval=10),
         ),
         max_episode_steps=96,
         success_key=None,
+        action_priors={"rule_based": _community_rule_based},
     )
 )
 

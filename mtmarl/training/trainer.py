@@ -54,6 +54,7 @@ VALUE = (AGENTS, "state_value")
 FORECAST = (AGENTS, "forecast")
 DEVICE_STATE = (AGENTS, "device_state")
 CONTEXT = (AGENTS, "context")
+RATINGS = (AGENTS, "ratings")
 LOCAL_STATE = (AGENTS, "local_state")
 FEATURE = (AGENTS, "feature")
 CRITIC_OBS = (AGENTS, "critic_observation")
@@ -74,6 +75,9 @@ class TrainResult:
         interrupted (bool): the run stopped on SIGINT/SIGTERM after checkpointing.
         evaluation (EvalResult or None): final deterministic evaluation.
         history (list[dict]): per-iteration metrics.
+        best_iteration (int or None): iteration of the best evaluation (``0``: the initial
+            policy) when ``eval.keep_best``; its actor is ``run_dir/checkpoints/best.pt``.
+        best_return (float or None): that evaluation's mean return.
 
     Examples:
         >>> from pathlib import Path
@@ -87,6 +91,8 @@ class TrainResult:
     interrupted: bool
     evaluation: EvalResult | None
     history: list[dict[str, Any]] = field(default_factory=list)
+    best_iteration: int | None = None
+    best_return: float | None = None
 
 
 class _StopRequest:
@@ -294,12 +300,17 @@ class Trainer:
         else:
             self.max_episode_steps = max_episode_steps or config.collector.steps_per_env
             self.success_key = experiment.success_key if experiment else None
+        self.experiment = experiment
+        _check_action_prior(config, experiment, actor)
         self._env_maker = _EnvMaker(config=config, experiment=experiment, env_fn=env_fn)
         _check_collector_config(config)
         self.run_dir = (
             Path(run_dir) if run_dir is not None else (Path(config.run.out_dir) / config.run_name)
         )
         self.checkpoint_path = self.run_dir / "checkpoints" / "last.pt"
+        self.best_path = self.run_dir / "checkpoints" / "best.pt"
+        self.best_iteration: int | None = None
+        self.best_return: float | None = None
         self._resume_state = self._check_run_dir(resume)
 
         torch.manual_seed(config.seed)
@@ -396,6 +407,11 @@ class Trainer:
                 f"model.continuous_distribution={model.continuous_distribution} applies to "
                 f"hybrid (composite) actions; the action at {ACTION} is "
                 f"{type(self.action_spec).__name__}"
+            )
+        if model.action_prior is not None and actor is None and not self.hybrid:
+            raise ConfigError(
+                f"model.action_prior={model.action_prior} centres a hybrid (composite) "
+                f"actor; the action at {ACTION} is {type(self.action_spec).__name__}"
             )
         if model.encoder == "lstm" and actor is None:
             if not self.hybrid:
@@ -504,7 +520,8 @@ class Trainer:
 
     def _make_encoder(self) -> TensorDictModuleBase:
         """MATPPO's local encoder: LSTM over the forecast window, last hidden state with the
-        device state (and the context features, if the env has them) -> ``FEATURE``."""
+        device state (and the context features and device ratings, if the env has them) ->
+        ``FEATURE``."""
         from tensordict.nn import TensorDictModule, TensorDictSequential
 
         from mtmarl.modules import ForecastEncoder
@@ -513,8 +530,9 @@ class Trainer:
         spec = self.observation_spec
         forecast_features = spec[FORECAST].shape[-1]
         state_keys = [DEVICE_STATE]
-        if CONTEXT in spec.keys(True, True):
-            state_keys.append(CONTEXT)
+        for key in (CONTEXT, RATINGS):
+            if key in spec.keys(True, True):
+                state_keys.append(key)
         state_features = sum(spec[k].shape[-1] for k in state_keys)
         encoder = ForecastEncoder(
             forecast_features,
@@ -557,7 +575,15 @@ class Trainer:
                 "continuous_head": mlp(feature_dim, 2 * dim),
                 "head_extra_keys": ["phase"],
             }
-        return make_hybrid_actor(
+        prior = None
+        if cfg.model.action_prior is not None:
+            from mtmarl.modules import ActionPrior
+
+            controller = self.experiment.action_priors[cfg.model.action_prior](self.env)
+            prior = ActionPrior(
+                controller, action_spec=full_spec, logit_bonus=cfg.model.action_prior_bonus
+            )
+        actor = make_hybrid_actor(
             full_spec,
             encoder=encoder,
             feature_dim=feature_dim,
@@ -565,8 +591,18 @@ class Trainer:
             num_cells=tuple(cfg.model.num_cells),
             action_mask_key=MASK if self.has_mask else None,
             continuous_distribution=cfg.model.continuous_distribution,
+            scale_mapping=f"biased_softplus_{float(cfg.model.init_scale)}",
+            action_prior=prior,
             **heads,
         )
+        if prior is not None:  # start at the controller: heads' outputs near zero
+            from mtmarl.modules.hybrid_actor import _HybridHeads
+
+            for module in actor.modules():
+                if isinstance(module, _HybridHeads):
+                    _shrink_output_layer(module.discrete)
+                    _shrink_output_layer(module.continuous)
+        return actor
 
     def _make_coma_critic(self) -> TensorDictModuleBase:
         from mtmarl.modules import COMACritic, PhaseFromStepCount
@@ -666,6 +702,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "history": self.history,
             "config": config_to_yaml(self.config),
+            "best": {"iteration": self.best_iteration, "return": self.best_return},
         }
 
     def _load_state(self, state: dict[str, Any]) -> None:
@@ -679,10 +716,47 @@ class Trainer:
         self.iteration = int(state["iteration"])
         self.frames = int(state["frames"])
         self.history = list(state.get("history", []))
+        best = state.get("best") or {}
+        self.best_iteration, self.best_return = best.get("iteration"), best.get("return")
 
     def save(self) -> Path:
         """Write ``run_dir/checkpoints/last.pt`` atomically."""
         return save_checkpoint(self.checkpoint_path, self.state_dict())
+
+    def _keep_if_best(self, evaluation: EvalResult) -> None:
+        """Write the actor to ``best.pt`` if ``evaluation`` beats the best so far."""
+        if self.best_return is not None and evaluation.return_mean <= self.best_return:
+            return
+        self.best_iteration, self.best_return = self.iteration, float(evaluation.return_mean)
+        save_checkpoint(
+            self.best_path,
+            {
+                "iteration": self.iteration,
+                "return": self.best_return,
+                "actor": self.actor.state_dict(),
+            },
+        )
+
+    def load_best(self) -> int:
+        """Load the actor of the best evaluation (``eval.keep_best``) into :attr:`actor`.
+
+        Returns:
+            int: the iteration it was evaluated at (``0``: the initial policy).
+
+        Raises:
+            CheckpointError: no ``run_dir/checkpoints/best.pt`` (``eval.keep_best`` off, or
+                not trained yet), or one that does not fit this actor.
+        """
+        if not self.best_path.exists():
+            raise CheckpointError(
+                f"no best actor at {self.best_path}: train with eval.keep_best=true first"
+            )
+        state = load_checkpoint(self.best_path, required=("iteration", "actor"))
+        try:
+            self.actor.load_state_dict(state["actor"])
+        except RuntimeError as err:
+            raise CheckpointError(f"{self.best_path} does not fit this actor: {err}") from None
+        return int(state["iteration"])
 
     # ------------------------------------------------------------------ training
     def _iteration_seed(self, iteration: int) -> int:
@@ -900,6 +974,8 @@ class Trainer:
         last_eval: dict[str, Any] = {}
         interrupted = False
         evaluation = None
+        if cfg.eval.keep_best and self.iteration == 0 and self.best_return is None:
+            self._keep_if_best(self.evaluate())  # the initial policy is a candidate too
         try:
             with _StopRequest() as stop:
                 while self.iteration < cfg.collector.iterations:
@@ -923,6 +999,8 @@ class Trainer:
                     last = self.iteration == cfg.collector.iterations
                     if self.iteration % cfg.eval.interval == 0 or last:
                         evaluation = self.evaluate()
+                        if cfg.eval.keep_best:
+                            self._keep_if_best(evaluation)
                         metrics["eval/return"] = evaluation.return_mean
                         if evaluation.success_rate is not None:
                             metrics["eval/success_rate"] = evaluation.success_rate
@@ -961,7 +1039,45 @@ class Trainer:
             interrupted=interrupted,
             evaluation=evaluation,
             history=self.history,
+            best_iteration=self.best_iteration,
+            best_return=self.best_return,
         )
+
+
+def _check_action_prior(
+    config: TrainConfig, experiment: Experiment | None, actor: TensorDictModuleBase | None
+) -> None:
+    """Fail before any work if ``model.action_prior`` names no controller of the preset.
+
+    Like the rest of ``config.model``, the prior belongs to the actor the trainer builds: an
+    injected actor is used as it is (wrap its heads with an ``ActionPrior`` yourself).
+    """
+    name = config.model.action_prior
+    if name is None or actor is not None:
+        return
+    known = sorted(experiment.action_priors) if experiment is not None else []
+    if name not in known:
+        where = f"experiment {experiment.name!r}" if experiment is not None else "env_fn"
+        raise ConfigError(
+            f"model.action_prior={name!r} is not a controller of {where}; known: {known}"
+        )
+    if config.model.continuous_distribution != "tanh_normal":
+        raise ConfigError(
+            f"model.action_prior shifts the TanhNormal head and needs "
+            f"model.continuous_distribution=tanh_normal, got "
+            f"{config.model.continuous_distribution}"
+        )
+
+
+def _shrink_output_layer(head: nn.Module, factor: float = 0.01) -> None:
+    """Scale the parameters of ``head``'s last parametrised layer by ``factor`` (in place)."""
+    for module in reversed(list(head.modules())):
+        params = list(module.parameters(recurse=False))
+        if params:
+            with torch.no_grad():
+                for p in params:
+                    p.mul_(factor)
+            return
 
 
 def _check_collector_config(config: TrainConfig) -> None:

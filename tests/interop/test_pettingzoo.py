@@ -271,3 +271,16 @@ def test_errors_at_step():
         pz.step({"agent_0": [0, 1], "agent_1": 0})
     with pytest.raises(KeyError, match="unknown agent"):
         pz.action_space("agent_7")
+
+
+def test_community_deadline_mask_is_opt_in(community_env):
+    """A composite action's mask is not PettingZoo's single-discrete convention: left out by
+    default, available as a Dict observation entry on request."""
+    default = to_pettingzoo(community_env)
+    obs, _ = default.reset(seed=0)
+    assert not isinstance(obs["agent_0"], dict)
+    opted = to_pettingzoo(community_env, observation_keys=["observation", "action_mask"])
+    obs, _ = opted.reset(seed=0)
+    mask = obs["agent_0"]["action_mask"]
+    assert mask.shape == (CommunityEnergyEnv.N_MODES,) and mask.any()
+    assert opted.observation_space("agent_0")["action_mask"].contains(mask)

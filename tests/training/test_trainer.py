@@ -139,6 +139,43 @@ def test_run_directory_contents(tmp_path):
     assert (tmp_path / "checkpoints" / "last.pt").stat().st_size > 0
 
 
+def test_keep_best_writes_and_loads_the_best_evaluated_actor(tmp_path):
+    cfg = bandit_config("basic", "mappo", "collector.iterations=6", "eval.interval=2")
+    trainer = Trainer(cfg, env_fn=bandit_env_fn, max_episode_steps=HORIZON, run_dir=tmp_path)
+    initial = trainer.evaluate().return_mean
+    result = trainer.train()
+    evals = [h["eval/return"] for h in result.history if "eval/return" in h]
+    assert len(evals) == 3  # iterations 2, 4, 6
+    # the best of the initial policy and every evaluation during training
+    assert result.best_return == pytest.approx(max([initial, *evals]))
+    assert result.best_iteration in (0, 2, 4, 6)
+    assert (tmp_path / "checkpoints" / "best.pt").stat().st_size > 0
+    final = [p.detach().clone() for p in trainer.actor.parameters()]
+    assert trainer.load_best() == result.best_iteration
+    assert trainer.evaluate().return_mean == pytest.approx(result.best_return)
+    if result.best_iteration != 6:  # an earlier actor was loaded
+        after = list(trainer.actor.parameters())
+        assert any(not torch.equal(a, b) for a, b in zip(final, after, strict=True))
+    # the record survives a resume
+    resumed = Trainer(
+        cfg, env_fn=bandit_env_fn, max_episode_steps=HORIZON, run_dir=tmp_path, resume=True
+    )
+    assert (resumed.best_iteration, resumed.best_return) == (
+        result.best_iteration,
+        result.best_return,
+    )
+
+
+def test_without_keep_best_there_is_no_best_actor(tmp_path):
+    cfg = bandit_config("basic", "mappo", "collector.iterations=1", "eval.keep_best=false")
+    trainer = Trainer(cfg, env_fn=bandit_env_fn, max_episode_steps=HORIZON, run_dir=tmp_path)
+    result = trainer.train()
+    assert result.best_iteration is None and result.best_return is None
+    assert not (tmp_path / "checkpoints" / "best.pt").exists()
+    with pytest.raises(CheckpointError, match="eval.keep_best=true"):
+        trainer.load_best()
+
+
 def _params(trainer):
     return {k: v.clone() for k, v in trainer.loss_module.state_dict().items()}
 

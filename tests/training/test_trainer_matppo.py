@@ -153,7 +153,10 @@ def test_bad_model_configuration_fails_at_construction(tmp_path):
 def test_beta_head_trains_on_the_community(tmp_path):
     from mtmarl.modules import ScaledBeta
 
-    trainer = Trainer(community_config("model.continuous_distribution=beta"), run_dir=tmp_path)
+    trainer = Trainer(
+        community_config("model.continuous_distribution=beta", "model.action_prior=null"),
+        run_dir=tmp_path,
+    )
     before = [p.detach().clone() for p in trainer.actor.parameters()]
     td = trainer.env.reset()
     with torch.no_grad():
@@ -200,3 +203,61 @@ def test_injected_critic_and_actor_are_trained(tmp_path):
     before = [p.clone() for p in critic.parameters()]
     trainer.train()
     assert any(not torch.equal(a, b) for a, b in zip(before, critic.parameters(), strict=True))
+
+
+# ------------------------------------------------------------------ action prior (residual)
+def test_rule_based_prior_starts_the_actor_at_the_controller(tmp_path):
+    from torchrl.envs.utils import ExplorationType, set_exploration_type
+
+    from mtmarl.envs.community.baselines import RuleBasedSelfConsumptionPolicy
+    from mtmarl.modules import ActionPrior
+
+    trainer = Trainer(community_config("model.action_prior=rule_based"), run_dir=tmp_path)
+    assert _has(trainer.actor, ActionPrior)
+    # another community than the training one: the controller reads the ratings it observes
+    env = get_experiment("community").env_factory(
+        num_envs=3, device="cpu", seed=123, phase_mode=None, n_prosumers=3
+    )
+    td = env.reset()
+    with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):
+        ours = trainer.actor(td.clone())
+    rule = RuleBasedSelfConsumptionPolicy(env)(td.clone())
+    mode, power = ("agents", "action", "mode"), ("agents", "action", "power")
+    assert torch.equal(ours[mode], rule[mode])
+    # the prior clips at 0.99 of the bounds; the heads start at 1 % of their init
+    torch.testing.assert_close(ours[power], rule[power].clamp(-0.99, 0.99), atol=0.03, rtol=0)
+    result = trainer.train()
+    assert result.iterations == 2
+    assert all(torch.isfinite(torch.tensor(h["train/loss_objective"])) for h in result.history)
+
+
+def test_bad_action_prior_fails_at_construction(tmp_path):
+    with pytest.raises(ConfigError, match=r"not a controller of experiment 'community'; known: \['rule_based'\]"):
+        Trainer(community_config("model.action_prior=oracle"), run_dir=tmp_path)
+    with pytest.raises(ConfigError, match="continuous_distribution=tanh_normal"):
+        Trainer(
+            community_config("model.action_prior=rule_based", "model.continuous_distribution=beta"),
+            run_dir=tmp_path,
+        )
+    movebox = apply_overrides(
+        get_experiment("movebox-easy").config, ["model.action_prior=rule_based"]
+    )
+    with pytest.raises(ConfigError, match=r"known: \[\]"):
+        Trainer(movebox, run_dir=tmp_path)
+    with pytest.raises(ConfigError, match="model.init_scale must be > 0"):
+        ModelConfig(init_scale=0.0)
+    with pytest.raises(ConfigError, match="model.action_prior_bonus must be >= 0"):
+        ModelConfig(action_prior_bonus=-1.0)
+    with pytest.raises(ConfigError, match="model.action_prior must be"):
+        ModelConfig(action_prior="")
+    assert not (tmp_path / "config.yaml").exists()  # nothing was written
+
+
+def test_an_injected_actor_is_used_as_it_is(tmp_path):
+    """model.action_prior belongs to the actor the trainer builds, like the rest of model.*"""
+    from mtmarl.modules import ActionPrior
+
+    built = Trainer(community_config(), run_dir=tmp_path / "a")  # the preset: with a prior
+    assert _has(built.actor, ActionPrior)
+    own = Trainer(community_config(), run_dir=tmp_path / "b", actor=built.actor)
+    assert own.actor is built.actor

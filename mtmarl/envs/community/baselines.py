@@ -8,23 +8,28 @@
   while there is PV surplus or the price is off-peak and faster only when its deadline needs
   it, the heat pump runs the same thermostat.
 
-Both are stateless callables ``policy(tensordict) -> tensordict`` usable as
-``env.rollout(max_steps, policy)`` (also on a ``TransformedEnv`` of the community env) and
-read only the agents' local observations (plus the env's static device ratings, given at
-construction). They write ``("agents", "action", "mode")`` ``(*B, N)`` int64 and
+Both are stateless ``TensorDictModuleBase`` policies ``policy(tensordict) -> tensordict``
+(with ``in_keys`` / ``out_keys``, no parameters) usable as
+``env.rollout(max_steps, policy)``, in a collector, or as the base controller of an
+:class:`~mtmarl.modules.ActionPrior` (also on a ``TransformedEnv`` of the community env) and
+read only the agents' local observations, the devices' ratings included (the env gives only
+its charger levels and prices at construction), so one policy object serves any community
+built with the same tariff and chargers. They write ``("agents", "action", "mode")`` ``(*B, N)`` int64 and
 ``("agents", "action", "power")`` ``(*B, N, 2)`` float in ``[-1, 1]``, where ``*B`` is the
 tensordict's batch.
 
 Keys read: ``("agents", "forecast")`` ``(*B, N, 12, 3)`` (lead 0 = the coming interval:
 PV kW, load kW, price), ``("agents", "device_state")`` ``(*B, N, 3)`` (battery SoC, EV SoC,
 normalised indoor temperature) and ``("agents", "context")`` ``(*B, N, 8)``
-(:attr:`CommunityEnergyEnv.CONTEXT_FEATURES`).
+(:attr:`CommunityEnergyEnv.CONTEXT_FEATURES`) and ``("agents", "ratings")`` ``(*B, N, 5)``
+(:attr:`CommunityEnergyEnv.RATING_FEATURES` over :attr:`CommunityEnergyEnv.RATING_SCALES`).
 """
 
 from __future__ import annotations
 
 import torch
 from tensordict import TensorDictBase
+from tensordict.nn import TensorDictModuleBase
 
 from mtmarl.envs.community.env import CommunityEnergyEnv
 
@@ -33,6 +38,8 @@ __all__ = ["NoFlexibilityPolicy", "RuleBasedSelfConsumptionPolicy", "thermostat"
 _FORECAST = ("agents", "forecast")
 _DEVICE = ("agents", "device_state")
 _CONTEXT = ("agents", "context")
+_RATINGS = ("agents", "ratings")
+_RATING = {name: i for i, name in enumerate(CommunityEnergyEnv.RATING_FEATURES)}
 _MODE = ("agents", "action", "mode")
 _POWER = ("agents", "action", "power")
 _PLUGGED = CommunityEnergyEnv.CONTEXT_FEATURES.index("ev_plugged")
@@ -84,7 +91,7 @@ def _write(td: TensorDictBase, mode: torch.Tensor, battery: torch.Tensor, hvac: 
     return td
 
 
-class NoFlexibilityPolicy:
+class NoFlexibilityPolicy(TensorDictModuleBase):
     """Uncontrolled community: idle batteries, fast EV charging on arrival, thermostats.
 
     Every step: battery power 0; EV mode 2 (fast) -- the env charges only while the car is
@@ -108,10 +115,13 @@ class NoFlexibilityPolicy:
 
     def __init__(self, env: CommunityEnergyEnv, *, thermostat_gain: float = 2.0) -> None:
         _check_env(env, "NoFlexibilityPolicy")
+        super().__init__()
+        self.in_keys = [_DEVICE]
+        self.out_keys = [_MODE, _POWER]
         thermostat(torch.zeros(()), gain=thermostat_gain)  # validates the gain
         self.thermostat_gain = float(thermostat_gain)
 
-    def __call__(self, tensordict: TensorDictBase) -> TensorDictBase:
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         """Write the uncontrolled joint action into ``tensordict`` (returned)."""
         temp = tensordict.get(_DEVICE)[..., 2]
         hvac = thermostat(temp, gain=self.thermostat_gain)
@@ -119,7 +129,7 @@ class NoFlexibilityPolicy:
         return _write(tensordict, mode, torch.zeros_like(temp), hvac)
 
 
-class RuleBasedSelfConsumptionPolicy:
+class RuleBasedSelfConsumptionPolicy(TensorDictModuleBase):
     """Self-consumption rules: the battery follows the household's net load, the EV prefers
     PV surplus and off-peak hours, thermostats.
 
@@ -172,29 +182,36 @@ class RuleBasedSelfConsumptionPolicy:
                 f"RuleBasedSelfConsumptionPolicy expected deadline_margin >= 0, got "
                 f"{deadline_margin}"
             )
+        super().__init__()
+        self.in_keys = [_FORECAST, _DEVICE, _CONTEXT, _RATINGS]
+        self.out_keys = [_MODE, _POWER]
         off, shoulder, _ = base.tou_prices
         self.cheap_price = (off + shoulder) / 2 if cheap_price is None else float(cheap_price)
         self.thermostat_gain = float(thermostat_gain)
         self.deadline_margin = float(deadline_margin)
-        self.battery_kw = base._bat_pmax.clone()  # (N,)
-        self.hvac_kw = base._hvac_pmax.clone()  # (N,)
-        self.ev_kwh = base._ev_cap.clone()  # (N,)
-        self.chargers_kw = base._chargers.clone()  # (3,): off, slow, fast
+        self.register_buffer("rating_scales", torch.tensor(CommunityEnergyEnv.RATING_SCALES))
+        self.register_buffer("chargers_kw", base._chargers.clone())  # (3,): off, slow, fast
         self.ev_efficiency = 0.9
 
-    def __call__(self, tensordict: TensorDictBase) -> TensorDictBase:
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         """Write the rule-based joint action into ``tensordict`` (returned)."""
         forecast = tensordict.get(_FORECAST)
         device = tensordict.get(_DEVICE)
         context = tensordict.get(_CONTEXT)
         dev = forecast.device
+        ratings = tensordict.get(_RATINGS) * self.rating_scales.to(dev)  # kW, kWh, kWp
+        battery_kw, hvac_max_kw = (
+            ratings[..., _RATING["battery_kw"]],
+            ratings[..., _RATING["hvac_kw"]],
+        )
+        ev_kwh = ratings[..., _RATING["ev_kwh"]]
         pv, load, price = forecast[..., 0, 0], forecast[..., 0, 1], forecast[..., 0, 2]
         hvac = thermostat(device[..., 2], gain=self.thermostat_gain)
-        hvac_kw = hvac.abs() * self.hvac_kw.to(dev)
+        hvac_kw = hvac.abs() * hvac_max_kw
 
         plugged = context[..., _PLUGGED] > 0.5
         hours_left = (context[..., _TO_DEPARTURE] * 24.0 - self.deadline_margin).clamp_min(1e-3)
-        need_kwh = context[..., _NEED] * self.ev_kwh.to(dev)
+        need_kwh = context[..., _NEED] * ev_kwh
         rate_needed = need_kwh / (self.ev_efficiency * hours_left)  # kW to finish in time
         chargers = self.chargers_kw.to(dev)
         slow = chargers[1]
@@ -209,5 +226,5 @@ class RuleBasedSelfConsumptionPolicy:
             need_kwh / (self.ev_efficiency * CommunityEnergyEnv.DT_H),
         )
         net_kw = load + hvac_kw + ev_kw - pv
-        battery = -net_kw / self.battery_kw.to(dev)
+        battery = -net_kw / battery_kw
         return _write(tensordict, mode, battery, hvac)

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from tensordict import TensorDict, TensorDictBase
-from torchrl.data import Bounded, Categorical, Composite, Unbounded
+from torchrl.data import Binary, Bounded, Categorical, Composite, Unbounded
 
 from mtmarl._checks import bounded_int
 from mtmarl.envs._batched import BatchedTorchEnv
@@ -34,6 +34,7 @@ _WHO = "CommunityEnergyEnv"
 _STEPS_PER_DAY = 96
 _DT_H = 0.25
 _WINDOW = 12
+_EV_ETA = 0.9  # EV charging efficiency
 _START_HOUR = 12  # episodes run noon to noon (see the class docstring)
 _SLOTS_PER_YEAR = 365 * _STEPS_PER_DAY
 
@@ -195,9 +196,12 @@ class CommunityEnergyEnv(BatchedTorchEnv):
       ``("agents", "device_state")`` ``(E, N, 3)`` = (battery SoC, EV SoC -- 0 while the car
       is away --, indoor temperature normalised ``(T - mid) / half_width`` of the comfort
       band, so the band is ``[-1, 1]``); ``("agents", "context")`` ``(E, N, 8)`` =
-      :attr:`CONTEXT_FEATURES`; ``("agents", "observation")`` ``(E, N, 47)`` = forecast
+      :attr:`CONTEXT_FEATURES`; ``("agents", "ratings")`` ``(E, N, 5)`` = the household's
+      static nameplate ratings :attr:`RATING_FEATURES` divided by :attr:`RATING_SCALES`
+      (what its energy-management system knows; a shared policy needs them to act on
+      devices of different sizes); ``("agents", "observation")`` ``(E, N, 52)`` = forecast
       flattened (interval-major: ``pv_0, load_0, price_0, pv_1, ...``), device state,
-      context.
+      context, ratings.
     * out, root: ``"state"`` ``(E, N * 10 + 12)`` -- per-agent blocks
       :attr:`STATE_AGENT_FEATURES` (agent-major) then :attr:`STATE_AGGREGATE_FEATURES`
       (split it with :meth:`split_state`); the same two blocks separately, for critics that
@@ -241,6 +245,12 @@ class CommunityEnergyEnv(BatchedTorchEnv):
         reward_scale (float | None): factor on the reward; ``None`` for ``1 / n_prosumers``
             (a per-prosumer scale that keeps returns comparable across ``N``). Defaults to
             ``None``.
+        ev_deadline_mask (bool): also observe ``("agents", "action_mask")`` ``(E, N, 3)``
+            bool, the EV levels that still reach the car's target by its departure when it
+            charges fast afterwards (see :meth:`ev_action_mask`): a policy that samples
+            from a ``MaskedCategorical`` on it cannot miss a feasible deadline, and a car
+            that is away or full has the single choice "off". The env itself accepts any
+            level. Defaults to ``True``.
         validate_actions (bool): check every step that modes are in ``{0, 1, 2}`` and powers
             finite, raising ``ValueError`` (one host synchronisation per step); powers
             outside ``[-1, 1]`` are always clipped. Defaults to ``True``.
@@ -254,7 +264,7 @@ class CommunityEnergyEnv(BatchedTorchEnv):
         >>> env = CommunityEnergyEnv(n_prosumers=4, num_envs=2, seed=0)
         >>> td = env.reset()
         >>> td["agents", "forecast"].shape, td["agents", "observation"].shape
-        (torch.Size([2, 4, 12, 3]), torch.Size([2, 4, 47]))
+        (torch.Size([2, 4, 12, 3]), torch.Size([2, 4, 52]))
         >>> td = env.rand_step(td)
         >>> td["next", "reward"].shape, td["next", "state"].shape
         (torch.Size([2, 1]), torch.Size([2, 52]))
@@ -285,6 +295,16 @@ class CommunityEnergyEnv(BatchedTorchEnv):
         "ev_energy_needed",  # (target - soc) as a fraction of capacity, 0 while away
     )
     """Channels of ``("agents", "context")``."""
+    RATING_FEATURES: tuple[str, ...] = (
+        "battery_kw",  # battery power rating
+        "battery_kwh",  # battery capacity
+        "hvac_kw",  # heat pump electric power rating
+        "ev_kwh",  # EV battery capacity
+        "pv_kwp",  # PV peak power
+    )
+    """Channels of ``("agents", "ratings")`` (static per prosumer)."""
+    RATING_SCALES: tuple[float, ...] = (10.0, 10.0, 10.0, 100.0, 10.0)
+    """Divisors of :attr:`RATING_FEATURES` in the observation (values of order 0.1-1)."""
     STATE_AGENT_FEATURES: tuple[str, ...] = (
         "battery_soc",
         "ev_soc",
@@ -347,6 +367,7 @@ class CommunityEnergyEnv(BatchedTorchEnv):
         ev_weight: float = 0.5,
         overload_weight: float = 1.0,
         reward_scale: float | None = None,
+        ev_deadline_mask: bool = True,
         validate_actions: bool = True,
         device: torch.device | str | None = None,
         seed: int | None = None,
@@ -417,6 +438,7 @@ class CommunityEnergyEnv(BatchedTorchEnv):
         self.overload_weight = overload_weight
         self.reward_scale = scale
         self.validate_actions = validate_actions
+        self.ev_deadline_mask = bool(ev_deadline_mask)
 
         if seed is None:
             seed = int(torch.randint(0, 2**62, ()).item())
@@ -471,6 +493,7 @@ class CommunityEnergyEnv(BatchedTorchEnv):
         self._window = torch.arange(_WINDOW)
         self._slots = torch.arange(T)
         self._chargers = torch.tensor((0.0, *self.ev_charger_kw))
+        self._rating_scales = torch.tensor(self.RATING_SCALES)
         self._days = (
             torch.arange(365) if self.days is None else torch.tensor(self.days, dtype=torch.long)
         )
@@ -519,6 +542,7 @@ class CommunityEnergyEnv(BatchedTorchEnv):
         "_window",
         "_slots",
         "_chargers",
+        "_rating_scales",
         "_days",
         "_t",
         "_day",
@@ -538,13 +562,37 @@ class CommunityEnergyEnv(BatchedTorchEnv):
 
     @property
     def observation_dim(self) -> int:
-        """Size of ``("agents", "observation")``: ``12 * 3 + 3 + 8 = 47``.
+        """Size of ``("agents", "observation")``: ``12 * 3 + 3 + 8 + 5 = 52``.
 
         Examples:
             >>> CommunityEnergyEnv(n_prosumers=2, seed=0).observation_dim
-            47
+            52
         """
-        return _WINDOW * len(self.FORECAST_FEATURES) + 3 + len(self.CONTEXT_FEATURES)
+        return (
+            _WINDOW * len(self.FORECAST_FEATURES)
+            + len(self.DEVICE_FEATURES)
+            + len(self.CONTEXT_FEATURES)
+            + len(self.RATING_FEATURES)
+        )
+
+    @property
+    def ratings(self) -> torch.Tensor:
+        """``(N, 5)`` the prosumers' nameplate ratings :attr:`RATING_FEATURES` in physical
+        units (kW, kWh, kWp), fixed at construction by the seed.
+
+        The observation ``("agents", "ratings")`` carries them divided by
+        :attr:`RATING_SCALES`.
+
+        Examples:
+            >>> env = CommunityEnergyEnv(n_prosumers=2, seed=0)
+            >>> td = env.reset()
+            >>> scales = torch.tensor(env.RATING_SCALES)
+            >>> torch.allclose(td["agents", "ratings"][0] * scales, env.ratings)
+            True
+        """
+        return torch.stack(
+            (self._bat_pmax, self._bat_cap, self._hvac_pmax, self._ev_cap, self._pv_kwp), -1
+        )
 
     @property
     def state_dim(self) -> int:
@@ -596,8 +644,18 @@ class CommunityEnergyEnv(BatchedTorchEnv):
                 forecast=unb(E, N, _WINDOW, len(self.FORECAST_FEATURES)),
                 device_state=unb(E, N, len(self.DEVICE_FEATURES)),
                 context=unb(E, N, len(self.CONTEXT_FEATURES)),
+                ratings=unb(E, N, len(self.RATING_FEATURES)),
                 observation=unb(E, N, self.observation_dim),
                 critic_observation=unb(E, N, len(self.STATE_AGENT_FEATURES)),
+                **(
+                    {
+                        "action_mask": Binary(
+                            n=self.N_MODES, shape=(E, N, self.N_MODES), dtype=torch.bool, device=dev
+                        )
+                    }
+                    if self.ev_deadline_mask
+                    else {}
+                ),
                 shape=(E, N),
                 device=dev,
             ),
@@ -704,6 +762,37 @@ class CommunityEnergyEnv(BatchedTorchEnv):
         need = (self._ev_target - self._ev_soc).clamp_min(0) * plugged
         return plugged, to_dep, need
 
+    def ev_action_mask(self) -> torch.Tensor:
+        """``(E, N, 3)`` bool: the EV charging levels (off, slow, fast) allowed now.
+
+        A level is allowed while the car is plugged in with energy still needed if, charging
+        at that level for this step and at the fast level for every step after it until
+        departure, the car still reaches its target: ``need - eta P_level dt <= eta P_fast
+        dt (steps_left - 1)`` (``eta = 0.9``; the same physics as the step). Fast is always
+        allowed then (a target that cannot be reached any more gets as close as it can). A
+        car that is away or already at its target has the single choice "off" (the level
+        has no effect), so a ``MaskedCategorical`` spends no log-probability on it.
+
+        Examples:
+            >>> env = CommunityEnergyEnv(n_prosumers=4, num_envs=2, seed=0)
+            >>> mask = env.ev_action_mask()
+            >>> mask.shape, bool(mask[..., 2].any() or mask[..., 0].all())
+            (torch.Size([2, 4, 3]), True)
+            >>> bool(mask.any(-1).all())  # never an empty choice
+            True
+        """
+        plugged, _, need_frac = self._ev_features()
+        need = need_frac * self._ev_cap  # (E, N) kWh
+        steps_left = (self._ev_departure - self._t.unsqueeze(-1)).clamp_min(1)  # incl. now
+        per_step = self._chargers * (_EV_ETA * _DT_H)  # (3,) kWh into the car
+        later = (steps_left - 1).float() * per_step[-1]  # (E, N)
+        feasible = need.unsqueeze(-1) - per_step <= later.unsqueeze(-1) + 1e-6
+        feasible[..., -1] = True
+        active = (plugged & (need > 1e-6)).unsqueeze(-1)
+        off_only = torch.zeros_like(feasible)
+        off_only[..., 0] = True
+        return torch.where(active, feasible, off_only)
+
     def _observe(self) -> TensorDict:
         E, N = self.num_envs, self.n_prosumers
         t = self._t
@@ -743,7 +832,8 @@ class CommunityEnergyEnv(BatchedTorchEnv):
             ),
             -1,
         )
-        observation = torch.cat((forecast.flatten(-2), device_state, context), -1)
+        ratings = (self.ratings / self._rating_scales).expand(E, N, len(self.RATING_FEATURES))
+        observation = torch.cat((forecast.flatten(-2), device_state, context, ratings), -1)
 
         # global state: true current values per agent, then the community aggregate
         pv_now, load_now = pv[..., 0], load[..., 0]
@@ -784,8 +874,10 @@ class CommunityEnergyEnv(BatchedTorchEnv):
                 "forecast": forecast,
                 "device_state": device_state,
                 "context": context,
+                "ratings": ratings,
                 "observation": observation,
                 "critic_observation": agent_state,
+                **({"action_mask": self.ev_action_mask()} if self.ev_deadline_mask else {}),
             },
             batch_size=(E, N),
             device=self.device,
@@ -852,7 +944,7 @@ class CommunityEnergyEnv(BatchedTorchEnv):
             self._chargers.index_select(0, mode.reshape(-1)).view(E, N),
             dt,
             capacity=self._ev_cap,
-            eta=0.9,
+            eta=_EV_ETA,
             target_soc=self._ev_target,
             plugged=plugged,
         )

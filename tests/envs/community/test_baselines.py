@@ -137,3 +137,21 @@ def test_thermostat_and_bad_arguments():
     env = CommunityEnergyEnv(n_prosumers=2, seed=0)
     with pytest.raises(ValueError, match="deadline_margin"):
         RuleBasedSelfConsumptionPolicy(env, deadline_margin=-1.0)
+
+
+def test_rule_based_reads_the_ratings_from_the_observation():
+    """One policy object serves any community: the device ratings come from the observation,
+    so a policy built on community A acts on community B exactly as B's own policy does."""
+    a = CommunityEnergyEnv(n_prosumers=5, num_envs=2, seed=0)
+    b = CommunityEnergyEnv(n_prosumers=5, num_envs=2, seed=1)
+    assert not torch.allclose(a.ratings, b.ratings)
+    td = b.reset()
+    from_a = RuleBasedSelfConsumptionPolicy(a)(td.clone())
+    from_b = RuleBasedSelfConsumptionPolicy(b)(td.clone())
+    assert torch.equal(from_a["agents", "action", "mode"], from_b["agents", "action", "mode"])
+    assert torch.equal(from_a["agents", "action", "power"], from_b["agents", "action", "power"])
+    # and the ratings matter: halving the battery rating doubles the battery command
+    small = td.clone()
+    small["agents", "ratings"][..., 0] /= 2
+    power = RuleBasedSelfConsumptionPolicy(b)(small)["agents", "action", "power"][..., 0]
+    torch.testing.assert_close(power, (2 * from_b["agents", "action", "power"][..., 0]).clamp(-1, 1))

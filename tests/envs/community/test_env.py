@@ -102,7 +102,13 @@ def test_observation_layout():
     obs = td["agents", "observation"]
     torch.testing.assert_close(obs[..., :36], td["agents", "forecast"].flatten(-2))
     torch.testing.assert_close(obs[..., 36:39], td["agents", "device_state"])
-    torch.testing.assert_close(obs[..., 39:], td["agents", "context"])
+    torch.testing.assert_close(obs[..., 39:47], td["agents", "context"])
+    torch.testing.assert_close(obs[..., 47:], td["agents", "ratings"])
+    scales = torch.tensor(env.RATING_SCALES)
+    torch.testing.assert_close(td["agents", "ratings"] * scales, env.ratings.expand(2, 3, 5))
+    # the ratings are static: the same after a step, in every env of the batch
+    nxt = env.rand_step(td)["next"]
+    torch.testing.assert_close(nxt["agents", "ratings"], td["agents", "ratings"])
     agents, aggregate = env.split_state(td["state"])
     assert agents.shape == (2, 3, 10) and aggregate.shape == (2, 12)
     torch.testing.assert_close(agents[..., :3], td["agents", "device_state"])
@@ -442,3 +448,42 @@ def test_cuda_matches_cpu():
     out_c = cpu.step(a.update(act))["next"]
     out_g = gpu.step(b.update(act.to("cuda")))["next"]
     torch.testing.assert_close(out_g["reward"].cpu(), out_c["reward"], atol=1e-5, rtol=1e-5)
+
+
+# --------------------------------------------------------------------------- EV deadline mask
+def _lazy_rollout(env, *, masked: bool):
+    """Charge the EVs as late as possible: the lowest level the mask allows (or always off)."""
+    td = env.reset()
+    unmet = torch.zeros(env.num_envs)
+    for _ in range(HORIZON):
+        mask = td["agents", "action_mask"]
+        assert mask.shape == (env.num_envs, env.n_prosumers, 3) and mask.dtype == torch.bool
+        assert bool(mask.any(-1).all())  # never an empty choice
+        mode = mask.int().argmax(-1) if masked else torch.zeros_like(mask[..., 0], dtype=torch.long)
+        td.update(action(env, mode, [0.0, 0.0]))
+        out, td = env.step_and_maybe_reset(td)
+        unmet += out["next", "kpi", "ev_unmet"].squeeze(-1)
+    return unmet
+
+
+def test_ev_deadline_mask_lets_the_laziest_policy_meet_every_deadline():
+    env = make(n_prosumers=6, num_envs=4, ev_charger_kw=(3.7, 22.0))
+    assert _lazy_rollout(env, masked=False).sum() > 10.0  # never charging misses deadlines
+    torch.testing.assert_close(_lazy_rollout(env, masked=True), torch.zeros(4), atol=1e-3, rtol=0)
+
+
+def test_ev_deadline_mask_layout_and_switch():
+    env = make(n_prosumers=3, num_envs=2)
+    check_env_specs(env)
+    td = env.reset()
+    plugged = td["agents", "context"][..., 5] > 0.5
+    need = td["agents", "context"][..., 7] > 0
+    mask = td["agents", "action_mask"]
+    # away or full: "off" only
+    idle = ~(plugged & need)
+    assert bool(mask[idle][:, 0].all()) and not bool(mask[idle][:, 1:].any())
+    # plugged with energy needed: fast always allowed
+    assert bool(mask[~idle][:, 2].all())
+    plain = make(n_prosumers=3, num_envs=2, ev_deadline_mask=False)
+    assert "action_mask" not in plain.reset()["agents"].keys()
+    check_env_specs(plain)
