@@ -493,7 +493,8 @@ class CommunityEnergyEnv(BatchedTorchEnv):
         self._window = torch.arange(_WINDOW)
         self._slots = torch.arange(T)
         self._chargers = torch.tensor((0.0, *self.ev_charger_kw))
-        self._rating_scales = torch.tensor(self.RATING_SCALES)
+        # static: the observation's ratings, computed once
+        self._ratings_obs = self.ratings / torch.tensor(self.RATING_SCALES)  # (N, 5)
         self._days = (
             torch.arange(365) if self.days is None else torch.tensor(self.days, dtype=torch.long)
         )
@@ -542,7 +543,7 @@ class CommunityEnergyEnv(BatchedTorchEnv):
         "_window",
         "_slots",
         "_chargers",
-        "_rating_scales",
+        "_ratings_obs",
         "_days",
         "_t",
         "_day",
@@ -782,6 +783,10 @@ class CommunityEnergyEnv(BatchedTorchEnv):
             True
         """
         plugged, _, need_frac = self._ev_features()
+        return self._ev_mask(plugged, need_frac)
+
+    def _ev_mask(self, plugged: torch.Tensor, need_frac: torch.Tensor) -> torch.Tensor:
+        """:meth:`ev_action_mask` from the ``_ev_features`` the caller already has."""
         need = need_frac * self._ev_cap  # (E, N) kWh
         steps_left = (self._ev_departure - self._t.unsqueeze(-1)).clamp_min(1)  # incl. now
         per_step = self._chargers * (_EV_ETA * _DT_H)  # (3,) kWh into the car
@@ -832,7 +837,7 @@ class CommunityEnergyEnv(BatchedTorchEnv):
             ),
             -1,
         )
-        ratings = (self.ratings / self._rating_scales).expand(E, N, len(self.RATING_FEATURES))
+        ratings = self._ratings_obs.expand(E, N, len(self.RATING_FEATURES))
         observation = torch.cat((forecast.flatten(-2), device_state, context, ratings), -1)
 
         # global state: true current values per agent, then the community aggregate
@@ -877,7 +882,7 @@ class CommunityEnergyEnv(BatchedTorchEnv):
                 "ratings": ratings,
                 "observation": observation,
                 "critic_observation": agent_state,
-                **({"action_mask": self.ev_action_mask()} if self.ev_deadline_mask else {}),
+                **({"action_mask": self._ev_mask(plugged, need)} if self.ev_deadline_mask else {}),
             },
             batch_size=(E, N),
             device=self.device,
