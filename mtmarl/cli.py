@@ -28,6 +28,8 @@ def _cmd_list(_args: argparse.Namespace) -> int:
     print("experiments:")
     for exp in list_experiments():
         print(f"  {exp.name:<16} {exp.description}")
+        for key, doc in exp.env_kwargs_doc.items():
+            print(f"  {'':<16}   env.{key}: {doc}")
     print(f"algorithms: {', '.join(ALGORITHMS)}")
     print(f"variants:   {', '.join(VARIANTS)}")
     return 0

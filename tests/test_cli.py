@@ -9,6 +9,7 @@ def test_list(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     assert "movebox-easy" in out and "mappo" in out and "phasic" in out
+    assert "env.overload_weight: reward penalty per kWh above the transformer rating" in out
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,8 @@ wired into torchrl's ``Collector``, ``MultiAgentGAE`` and ``ClipPPOLoss`` (as ``
 * how to stack the LSTM encoder and the discrete + continuous heads into one
   ``ProbabilisticActor`` shared by all prosumers;
 * how the Transformer critic's two values are trained: the per-agent values by
-  ``MultiAgentGAE`` + ``ClipPPOLoss``, the pooled global value by its own GAE target;
+  ``MultiAgentGAE`` + ``ClipPPOLoss`` on each prosumer's difference reward, the pooled
+  global value by its own GAE target on the community reward;
 * how to look at the critic's attention over the prosumers;
 * how to start the actor at the rule-based controller with an
   :class:`~mtmarl.modules.ActionPrior`, so that PPO learns a residual on top of it.
@@ -64,10 +65,15 @@ torch.set_num_threads(1)
 # inputs are per-agent
 # ``("agents", "critic_observation")`` and the community ``"aggregate"`` (net load, market
 # prices, transformer loading, time). The action is hybrid: an EV charging level and
-# (battery, heat-pump) powers in ``[-1, 1]``.
+# (battery, heat-pump) powers in ``[-1, 1]``. The reward is the community's (root ``"reward"``);
+# with ``agent_rewards=True`` the env also writes each prosumer's *difference reward*
+# ``("agents", "reward")``: the community reward minus the community reward had this
+# prosumer's battery, EV charger and heat pump been idle (exact, because energy cost and
+# overload depend on the community's net exchange alone), plus its own comfort and EV terms.
 
 env = TransformedEnv(
-    CommunityEnergyEnv(n_prosumers=N_PROSUMERS, num_envs=NUM_ENVS, seed=SEED), StepCounter()
+    CommunityEnergyEnv(n_prosumers=N_PROSUMERS, num_envs=NUM_ENVS, seed=SEED, agent_rewards=True),
+    StepCounter(),
 )
 td = env.reset()
 for key in (
@@ -142,11 +148,14 @@ critic = TransformerCritic(
 # %%
 # Collector, value estimators, loss
 # ---------------------------------
-# ``MAPPOLoss`` is ``ClipPPOLoss`` with a ``MultiAgentGAE`` default estimator: the team reward
-# ``(E, T, 1)`` is broadcast over the per-agent values ``(E, T, N, 1)``. It reads the hybrid
-# actor's per-head log-probabilities itself. ``shifted=True`` evaluates the critic once over
-# ``T + 1`` steps instead of vmapping it over ``(root, next)``. A second, single-agent ``GAE``
-# gives the pooled global value its target on the same team reward.
+# ``MAPPOLoss`` is ``ClipPPOLoss`` with a ``MultiAgentGAE`` default estimator. Here it runs on
+# each prosumer's difference reward ``(E, T, N, 1)`` next to its value ``(E, T, N, 1)``: with
+# the community reward alone, every prosumer's advantage carries the noise of all the others
+# (``benchmarks/README.md`` compares the two). ``reward="reward"`` is the paper's version: the
+# team reward ``(E, T, 1)`` broadcast over the agents. The loss reads
+# the hybrid actor's per-head log-probabilities itself. ``shifted=True`` evaluates the critic
+# once over ``T + 1`` steps instead of vmapping it over ``(root, next)``. A second,
+# single-agent ``GAE`` gives the pooled global value its target on the community reward.
 
 collector = Collector(
     env,
@@ -159,7 +168,10 @@ collector = Collector(
 )
 loss = MAPPOLoss(actor, critic, entropy_coeff=0.001)
 loss.set_keys(
-    value=("agents", "state_value"), reward="reward", done="done", terminated="terminated"
+    value=("agents", "state_value"),
+    reward=("agents", "reward"),
+    done="done",
+    terminated="terminated",
 )
 loss.make_value_estimator(gamma=0.99, lmbda=0.95, shifted=True)
 global_gae = GAE(gamma=0.99, lmbda=0.95, value_network=critic, shifted=True)

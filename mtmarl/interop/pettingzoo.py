@@ -90,6 +90,7 @@ class MtmarlParallelEnv(ParallelEnv):
         agent_names: Sequence[str] | None = None,
         observation_keys: Sequence[NestedKey] | None = None,
         group: NestedKey = "agents",
+        reward_key: NestedKey | None = None,
         render_mode: str | None = None,
     ) -> None:
         if not isinstance(env, EnvBase):
@@ -176,9 +177,20 @@ class MtmarlParallelEnv(ParallelEnv):
 
         # ----------------------------------------------------------- reward, done
         reward_keys = [_as_tuple(k) for k in env.reward_keys]
-        if len(reward_keys) != 1:
-            raise ValueError(f"{_WHO} expected exactly one reward entry, got {reward_keys}")
-        self._reward_key = reward_keys[0]
+        if reward_key is None:
+            if len(reward_keys) != 1:
+                raise ValueError(
+                    f"{_WHO} expected exactly one reward entry or a reward_key naming one, "
+                    f"got {reward_keys}"
+                )
+            self._reward_key = reward_keys[0]
+        else:
+            self._reward_key = _as_tuple(reward_key)
+            if self._reward_key not in reward_keys:
+                raise KeyError(
+                    f"{_WHO} expected reward_key to be one of the env's reward entries "
+                    f"{reward_keys}, got {self._reward_key}"
+                )
         self._reward_per_agent = self._reward_key[: len(group)] == group and len(
             self._reward_key
         ) > len(group)
@@ -463,6 +475,7 @@ def to_pettingzoo(
     agent_names: Sequence[str] | None = None,
     observation_keys: Sequence[NestedKey] | None = None,
     group: NestedKey = "agents",
+    reward_key: NestedKey | None = None,
     render_mode: str | None = None,
 ) -> MtmarlParallelEnv:
     """Exports a torchrl multi-agent environment as a PettingZoo ``ParallelEnv``.
@@ -486,8 +499,9 @@ def to_pettingzoo(
       mask per sub-space; pass ``observation_keys=["observation", "action_mask"]`` to get it.
       Any other
       choice of keys gives a ``Dict`` keyed by the keys (nested keys joined with ``/``).
-    * **rewards**: the root team reward, the same for every agent (a per-agent
-      ``(group, "reward")`` is passed per agent).
+    * **rewards**: the env's reward entry (``reward_key`` picks one when there are several,
+      e.g. ``CommunityEnergyEnv(agent_rewards=True)``): a root team reward goes to every
+      agent, a per-agent ``(group, "reward")`` is passed per agent.
     * **terminations / truncations**: the root ``"terminated"`` / ``"truncated"`` flags for
       every agent; at the end of an episode all agents leave :attr:`~MtmarlParallelEnv.agents`.
     * **infos**: ``{"can_act": bool}`` per agent if the group has a ``"can_act"`` entry
@@ -504,14 +518,17 @@ def to_pettingzoo(
         observation_keys (Sequence[NestedKey] | None): entries of ``group`` that make up
             an agent's observation. Defaults to ``None`` (see above).
         group (NestedKey): the agent group. Defaults to ``"agents"``.
+        reward_key (NestedKey | None): the reward entry to pass on. Defaults to ``None``
+            (the env's only one; an env with several raises).
         render_mode (str | None): ``None`` or ``"ansi"`` (text). Defaults to ``None``.
 
     Returns:
         MtmarlParallelEnv: the PettingZoo environment (``.env`` is ``env``).
 
     Raises:
-        ValueError: ``num_envs > 1``, wrong agent names, an unknown render mode.
-        KeyError: a missing action, observation or done entry.
+        ValueError: ``num_envs > 1``, wrong agent names, an unknown render mode, several
+            reward entries and no ``reward_key``.
+        KeyError: a missing action, observation or done entry, an unknown ``reward_key``.
 
     Examples:
         >>> from mtmarl.envs import CommunityEnergyEnv
@@ -529,5 +546,6 @@ def to_pettingzoo(
         agent_names=agent_names,
         observation_keys=observation_keys,
         group=group,
+        reward_key=reward_key,
         render_mode=render_mode,
     )

@@ -16,7 +16,9 @@ Which value does what:
   ``("agents", "state_value")``; ``MAPPOLoss`` / ``ClipPPOLoss`` then train them by MSE on
   their ``("agents", "value_target")`` -- nothing to add. With a team reward every agent's
   target is the same team return, so each per-agent value is a (context-dependent) estimate
-  of the community's global state value.
+  of the community's global state value; with per-agent rewards (GAE on
+  ``("agents", "reward")``, e.g. ``CommunityEnergyEnv(agent_rewards=True)``) each one
+  estimates its own agent's return, attending to the others to do so.
 * **the global value** is the paper's ``V(s)``: train it by MSE on the team return with
   :meth:`TransformerCritic.global_value_loss` added to the PPO losses. Its target comes from
   a plain (single-agent) GAE run with the global value::

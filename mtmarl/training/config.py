@@ -234,8 +234,7 @@ class ModelConfig:
             not isinstance(self.action_prior, str) or not self.action_prior
         ):
             raise ConfigError(
-                f"model.action_prior must be a controller's name or null, got "
-                f"{self.action_prior!r}"
+                f"model.action_prior must be a controller's name or null, got {self.action_prior!r}"
             )
         if not self.action_prior_bonus >= 0:
             raise ConfigError(
@@ -292,6 +291,12 @@ class LossConfig:
             (``model.critic=transformer``) against its own GAE target on the team reward
             (the PPO critic's distance, smooth L1), added to the PPO losses; 0 leaves the
             global head untrained. Defaults to 1.0.
+        agent_rewards (bool): MAPPO: run GAE on each agent's own reward
+            ``("agents", "reward")`` ``(*B, N, 1)`` (an env that decomposes its team reward,
+            e.g. ``CommunityEnergyEnv(agent_rewards=True)``) instead of the team reward
+            broadcast over the agents -- per-agent credit assignment; the pooled global value
+            stays on the team reward. The trainer checks at construction that the env writes
+            that entry. Defaults to False.
 
     Examples:
         >>> try:
@@ -310,6 +315,7 @@ class LossConfig:
     target_update_interval: int = 1
     normalize_advantage: bool = True
     global_value_coeff: float = 1.0
+    agent_rewards: bool = False
 
     def __post_init__(self) -> None:
         for name in ("gamma", "lmbda"):
@@ -337,6 +343,11 @@ class OptimConfig:
         minibatch_size (int): samples per update (env steps for feed-forward variants; whole
             trajectories of ``steps_per_env`` steps are kept together for ``recurrent`` and COMA,
             so there it is rounded to a multiple of ``steps_per_env``). Defaults to 640.
+        critic_warmup (int): the first this many iterations update only the critic (the
+            ``loss_critic*`` terms; the actor, and so the collecting policy, stays as it was
+            initialised). Useful when the actor starts from a good policy -- an
+            ``model.action_prior`` -- that early updates on an untrained critic's advantages
+            would degrade. Defaults to 0.
 
     Examples:
         >>> OptimConfig(lr=1e-3).epochs
@@ -347,6 +358,7 @@ class OptimConfig:
     max_grad_norm: float = 1.0
     epochs: int = 4
     minibatch_size: int = 640
+    critic_warmup: int = 0
 
     def __post_init__(self) -> None:
         _positive(
@@ -356,6 +368,8 @@ class OptimConfig:
             epochs=self.epochs,
             minibatch_size=self.minibatch_size,
         )
+        if self.critic_warmup < 0:
+            raise ConfigError(f"optim.critic_warmup must be >= 0, got {self.critic_warmup!r}")
 
 
 @dataclass
@@ -462,6 +476,16 @@ class TrainConfig:
             raise ConfigError(
                 f"algorithm=coma trains its own counterfactual critic; model.critic must be "
                 f"'mlp' (the default), got {self.model.critic!r}"
+            )
+        if self.algorithm == "coma" and self.loss.agent_rewards:
+            raise ConfigError(
+                "algorithm=coma assigns credit with its counterfactual baseline on the team "
+                "reward; loss.agent_rewards must be false"
+            )
+        if self.optim.critic_warmup >= self.collector.iterations:
+            raise ConfigError(
+                f"optim.critic_warmup must be < collector.iterations (the actor would never "
+                f"be trained), got {self.optim.critic_warmup} >= {self.collector.iterations}"
             )
 
     @property

@@ -49,6 +49,7 @@ ACTION = (AGENTS, "action")
 MASK = (AGENTS, "action_mask")
 CAN_ACT = (AGENTS, "can_act")
 OBS = (AGENTS, "observation")
+AGENT_REWARD = (AGENTS, "reward")
 VALUE = (AGENTS, "state_value")
 # MATPPO inputs (model.encoder=lstm, model.critic=transformer)
 FORECAST = (AGENTS, "forecast")
@@ -206,8 +207,9 @@ class Trainer:
       observation; IPPO).
 
     Which value GAE uses: the per-agent values ``("agents", "state_value")`` -- every critic
-    writes them -- with the team reward broadcast over the agents; ``MAPPOLoss`` fits them to
-    their GAE targets. A critic that also writes a pooled global value (the Transformer
+    writes them -- with the team reward broadcast over the agents, or with each agent's own
+    reward ``("agents", "reward")`` when ``loss.agent_rewards`` is set; ``MAPPOLoss`` fits
+    them to their GAE targets. A critic that also writes a pooled global value (the Transformer
     critic's ``"state_value_global"``, i.e. any critic with ``global_value_key`` and
     ``global_value_loss``) gets its own single-agent GAE target on the team reward
     (``"state_value_global_target"``) and the loss ``loss_critic_global`` -- the PPO
@@ -388,6 +390,11 @@ class Trainer:
             raise ConfigError(
                 f"the trainer needs a Categorical (discrete) or Bounded (continuous) action at "
                 f"{ACTION}, got {type(action_spec).__name__}"
+            )
+        if self.config.loss.agent_rewards and AGENT_REWARD not in env.reward_keys:
+            raise ConfigError(
+                f"loss.agent_rewards needs an env that writes each agent's reward at "
+                f"{AGENT_REWARD}; this env's reward keys are {env.reward_keys}"
             )
         obs_spec = env.observation_spec
         self.observation_dim = obs_spec[OBS].shape[-1]
@@ -804,12 +811,16 @@ class Trainer:
         def team(key: str) -> torch.Tensor:
             return data["next", key].unsqueeze(-2).expand(shape)
 
+        if self.config.loss.agent_rewards:  # each agent's own reward (e.g. a difference reward)
+            reward = data["next", AGENT_REWARD]
+        else:
+            reward = team("reward")
         adv, target = vec_generalized_advantage_estimate(
             self.config.loss.gamma,
             self.config.loss.lmbda,
             value,
             next_value,
-            team("reward").to(value.dtype),
+            reward.to(value.dtype),
             team("done"),
             team("terminated"),
             time_dim=data.ndim - 1,
@@ -849,11 +860,15 @@ class Trainer:
                 self.loss_module.compute_value_target(data)
         sums: dict[str, torch.Tensor] = {}
         count = 0
+        # critic warm-up: only the critic's losses reach the optimiser (the actor's parameters
+        # get no gradient, so Adam leaves them -- and their moments -- untouched)
+        warmup = self.iteration < cfg.optim.critic_warmup
+        prefix = "loss_critic" if warmup else "loss_"
         for _ in range(cfg.optim.epochs):
             for batch in self._minibatches(data):
                 with self._recurrent_context():
                     losses = self.loss_module(batch)
-                total = sum(v for k, v in losses.items() if k.startswith("loss_"))
+                total = sum(v for k, v in losses.items() if k.startswith(prefix))
                 self.optimizer.zero_grad(set_to_none=True)
                 total.backward()
                 grad_norm = torch.nn.utils.clip_grad_norm_(
@@ -870,7 +885,9 @@ class Trainer:
                 count += 1
         if cfg.algorithm == "coma":
             self.target_updater.step()
-        return {f"train/{k}": float(v) / max(count, 1) for k, v in sums.items()}
+        metrics = {f"train/{k}": float(v) / max(count, 1) for k, v in sums.items()}
+        metrics["train/critic_warmup"] = float(warmup)
+        return metrics
 
     def _episode_metrics(self, data: TensorDictBase) -> dict[str, float]:
         done = data["next", "done"].squeeze(-1)

@@ -284,3 +284,23 @@ def test_community_deadline_mask_is_opt_in(community_env):
     mask = obs["agent_0"]["action_mask"]
     assert mask.shape == (CommunityEnergyEnv.N_MODES,) and mask.any()
     assert opted.observation_space("agent_0")["action_mask"].contains(mask)
+
+
+def test_reward_key_picks_one_of_several_reward_entries():
+    env = CommunityEnergyEnv(n_prosumers=3, seed=0, agent_rewards=True)
+    with pytest.raises(ValueError, match="exactly one reward entry or a reward_key"):
+        to_pettingzoo(env)
+    with pytest.raises(KeyError, match="reward_key to be one of"):
+        to_pettingzoo(env, reward_key=("agents", "bonus"))
+    team, own = (to_pettingzoo(env, reward_key=k) for k in ("reward", ("agents", "reward")))
+    rewards = {}
+    for name, pz in (("team", team), ("own", own)):
+        pz.reset(seed=0)
+        actions = {a: pz.action_space(a).sample() for a in pz.agents}
+        for a, act in actions.items():  # the same actions on both
+            act["mode"] = 0
+            act["power"][:] = [1.0, 0.0] if a == "agent_0" else [0.0, 0.0]
+        rewards[name] = pz.step(actions)[1]
+    assert len(set(rewards["team"].values())) == 1  # the team reward, broadcast
+    # only agent_0 charges its battery: the others' difference rewards hold no cost term
+    assert rewards["own"]["agent_0"] < rewards["own"]["agent_1"]

@@ -53,7 +53,9 @@ class _Base(TensorDictModuleBase):
 
 
 def _td(batch):
-    return TensorDict({"agents": TensorDict({"obs": torch.randn(*batch, N, D)}, (*batch, N))}, batch)
+    return TensorDict(
+        {"agents": TensorDict({"obs": torch.randn(*batch, N, D)}, (*batch, N))}, batch
+    )
 
 
 def _zero_heads(actor):
@@ -120,17 +122,28 @@ def test_ppo_through_the_prior_has_ratio_one_and_learns_a_residual():
     torch.manual_seed(0)
     spec = _spec(())
     actor = make_hybrid_actor(
-        spec, feature_dim=D, feature_key=("agents", "obs"), num_cells=(16,),
+        spec,
+        feature_dim=D,
+        feature_key=("agents", "obs"),
+        num_cells=(16,),
         scale_mapping="biased_softplus_0.5",
         action_prior=ActionPrior(_Base(), action_spec=spec),
     )
     critic = TensorDictModule(
         nn.Linear(D, 1), in_keys=[("agents", "obs")], out_keys=[("agents", "state_value")]
     )
-    loss = ClipPPOLoss(actor, critic, entropy_coeff=0.0, normalize_advantage=True,
-                       normalize_advantage_exclude_dims=(-2,))
-    loss.set_keys(value=("agents", "state_value"), advantage=("agents", "advantage"),
-                  value_target=("agents", "value_target"))
+    loss = ClipPPOLoss(
+        actor,
+        critic,
+        entropy_coeff=0.0,
+        normalize_advantage=True,
+        normalize_advantage_exclude_dims=(-2,),
+    )
+    loss.set_keys(
+        value=("agents", "state_value"),
+        advantage=("agents", "advantage"),
+        value_target=("agents", "value_target"),
+    )
     target = LOW + 0.5 * (HIGH - LOW)  # the base plays 0.25 or 0.8 of the range
 
     def reward(td):
@@ -167,8 +180,12 @@ def test_rule_based_prior_on_the_community_env_starts_at_the_controller():
     spec = env.full_action_spec
     rule = RuleBasedSelfConsumptionPolicy(env)
     encoder = ForecastEncoder(3, 8, hidden_size=8)
-    actor = make_hybrid_actor(spec, encoder=encoder, feature_dim=8,
-                              action_prior=ActionPrior(rule, action_spec=spec, max_abs=0.9999))
+    actor = make_hybrid_actor(
+        spec,
+        encoder=encoder,
+        feature_dim=8,
+        action_prior=ActionPrior(rule, action_spec=spec, max_abs=0.9999),
+    )
     for p in actor.module[0][1].parameters():  # the heads
         p.data.zero_()
     td = env.reset()
@@ -191,13 +208,20 @@ def test_bad_configuration_fails_at_construction():
     with pytest.raises(TypeError, match="Composite"):
         ActionPrior(_Base(), action_spec=_spec()["agents", "action", "power"])
     with pytest.raises(ValueError, match="tanh_normal"):
-        make_hybrid_actor(_spec(), feature_dim=D, feature_key=("agents", "obs"),
-                          continuous_distribution="beta",
-                          action_prior=ActionPrior(_Base(), action_spec=_spec()))
+        make_hybrid_actor(
+            _spec(),
+            feature_dim=D,
+            feature_key=("agents", "obs"),
+            continuous_distribution="beta",
+            action_prior=ActionPrior(_Base(), action_spec=_spec()),
+        )
     with pytest.raises(ValueError, match="write the parameters"):
-        make_hybrid_actor(_spec(), feature_dim=D, feature_key=("agents", "obs"),
-                          action_prior=ActionPrior(_Base(), action_spec=_spec(),
-                                                   params_key=("agents", "other")))
+        make_hybrid_actor(
+            _spec(),
+            feature_dim=D,
+            feature_key=("agents", "obs"),
+            action_prior=ActionPrior(_Base(), action_spec=_spec(), params_key=("agents", "other")),
+        )
 
 
 def test_base_policy_with_wrong_shapes_is_reported():
@@ -211,5 +235,7 @@ def test_base_policy_with_wrong_shapes_is_reported():
     td = _td((2,))
     td.set(LOGITS, torch.zeros(2, N, M))
     td.set(LOC, torch.zeros(2, N, A))
-    with pytest.raises(ValueError, match=r"expected base actions of shapes \(2, 3\) and \(2, 3, 2\)"):
+    with pytest.raises(
+        ValueError, match=r"expected base actions of shapes \(2, 3\) and \(2, 3, 2\)"
+    ):
         prior(td)

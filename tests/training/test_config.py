@@ -52,6 +52,8 @@ def test_overrides_are_typed():
         ("seed", "key=value"),
         ("seed=-1", "seed must be >= 0"),
         ("collector.workers=3", r"num_envs \(64\) must be a multiple of collector.workers \(3\)"),
+        ("optim.critic_warmup=-1", r"optim.critic_warmup must be >= 0, got -1"),
+        ("optim.critic_warmup=100", r"critic_warmup must be < collector.iterations .* 100 >= 100"),
     ],
 )
 def test_bad_overrides_name_the_problem(override, match):

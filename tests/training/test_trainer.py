@@ -166,6 +166,36 @@ def test_keep_best_writes_and_loads_the_best_evaluated_actor(tmp_path):
     )
 
 
+@pytest.mark.parametrize("algorithm", ["mappo", "coma"])
+def test_critic_warmup_trains_only_the_critic_first(algorithm, tmp_path):
+    cfg = bandit_config(
+        "basic",
+        algorithm,
+        "collector.iterations=3",
+        "optim.critic_warmup=2",
+        "eval.keep_best=false",
+    )
+    trainer = Trainer(cfg, env_fn=bandit_env_fn, max_episode_steps=HORIZON, run_dir=tmp_path)
+
+    def snapshot(module):
+        return [p.detach().clone() for p in module.parameters()]
+
+    actor, critic = [snapshot(trainer.actor)], [snapshot(trainer.critic)]
+
+    def record(trainer, metrics):
+        actor.append(snapshot(trainer.actor))
+        critic.append(snapshot(trainer.critic))
+
+    result = trainer.train(callback=record)
+    changed = [
+        [any(not torch.equal(a, b) for a, b in zip(x, y, strict=True)) for x, y in pairs]
+        for pairs in (zip(actor, actor[1:]), zip(critic, critic[1:]))
+    ]
+    assert changed[0] == [False, False, True]  # the actor moves once the warm-up is over
+    assert changed[1] == [True, True, True]  # the critic learns from the first iteration
+    assert [h["train/critic_warmup"] for h in result.history] == [1.0, 1.0, 0.0]
+
+
 def test_without_keep_best_there_is_no_best_actor(tmp_path):
     cfg = bandit_config("basic", "mappo", "collector.iterations=1", "eval.keep_best=false")
     trainer = Trainer(cfg, env_fn=bandit_env_fn, max_episode_steps=HORIZON, run_dir=tmp_path)

@@ -90,7 +90,8 @@ def test_every_critic_and_encoder_trains_on_the_community(
 
 
 def test_global_value_target_is_the_team_return_estimate(tmp_path):
-    trainer = Trainer(community_config("loss.gamma=1", "loss.lmbda=1"), run_dir=tmp_path)
+    cfg = community_config("loss.gamma=1", "loss.lmbda=1", "loss.agent_rewards=false")
+    trainer = Trainer(cfg, run_dir=tmp_path)
     collector = trainer._make_collector()
     data = trainer._collect(iter(collector), 0)
     collector.shutdown()
@@ -106,12 +107,61 @@ def test_global_value_target_is_the_team_return_estimate(tmp_path):
     assert not no_global.train_global_value
 
 
+@pytest.mark.parametrize("critic", ["transformer", "mlp", "local"])
+def test_agent_rewards_give_each_agent_its_own_return(critic, tmp_path):
+    cfg = community_config(
+        "loss.gamma=1", "loss.lmbda=1", "loss.agent_rewards=true", f"model.critic={critic}"
+    )
+    trainer = Trainer(cfg, run_dir=tmp_path)
+    collector = trainer._make_collector()
+    data = trainer._collect(iter(collector), 0)
+    collector.shutdown()
+    trainer._estimate_advantage(data)
+    target = data["agents", "value_target"]  # (2, 24, 3, 1)
+    own = data["next", "agents", "reward"]
+    torch.testing.assert_close(target[:, :-1] - target[:, 1:], own[:, :-1])
+    assert not torch.allclose(own[..., 0, :], own[..., 1, :])  # the agents' rewards differ
+    if critic == "transformer":  # the pooled global value stays on the team reward
+        torch.testing.assert_close(
+            data[GLOBAL_TARGET][:, :-1] - data[GLOBAL_TARGET][:, 1:], data["next", "reward"][:, :-1]
+        )
+    trainer.train()
+
+
+def test_agent_rewards_need_an_env_that_writes_them(tmp_path):
+    cfg = community_config("loss.agent_rewards=true", "env.agent_rewards=false")
+    with pytest.raises(
+        ConfigError, match=r"loss.agent_rewards needs an env .*\('agents', 'reward'\)"
+    ):
+        Trainer(cfg, run_dir=tmp_path)
+    with pytest.raises(ConfigError, match="loss.agent_rewards must be false"):
+        apply_overrides(TrainConfig(), ["algorithm=coma", "loss.agent_rewards=true"])
+
+
 def test_preset_is_matppo_and_the_baselines_are_overrides():
     cfg = get_experiment("community").config
     assert (cfg.model.encoder, cfg.model.critic) == ("lstm", "transformer")
     assert apply_overrides(cfg, ["model.critic=mlp"]).model.critic == "mlp"
     assert apply_overrides(cfg, ["model.critic=local"]).run_name.endswith("lstm-local-seed0")
     assert TrainConfig(experiment="movebox-easy").run_name == "movebox-easy-phasic-mappo-seed0"
+
+
+def test_preset_env_options_reach_the_env():
+    exp = get_experiment("community")
+    cfg = apply_overrides(exp.config, ["env.n_prosumers=3", "env.overload_weight=0.0"])
+    env = exp.make_env(cfg, num_envs=2, seed=0, phase_mode=None)
+    assert env.base_env.n_prosumers == 3 and env.base_env.overload_weight == 0.0
+    assert set(exp.env_kwargs_doc) == {
+        "n_prosumers",
+        "comfort_weight",
+        "ev_weight",
+        "overload_weight",
+        "agent_rewards",
+    }
+    with pytest.raises(ConfigError, match="do not fit experiment 'community'"):
+        exp.make_env(
+            apply_overrides(exp.config, ["env.overload=0.0"]), num_envs=2, seed=0, phase_mode=None
+        )
 
 
 def test_bad_model_configuration_fails_at_construction(tmp_path):
@@ -232,7 +282,9 @@ def test_rule_based_prior_starts_the_actor_at_the_controller(tmp_path):
 
 
 def test_bad_action_prior_fails_at_construction(tmp_path):
-    with pytest.raises(ConfigError, match=r"not a controller of experiment 'community'; known: \['rule_based'\]"):
+    with pytest.raises(
+        ConfigError, match=r"not a controller of experiment 'community'; known: \['rule_based'\]"
+    ):
         Trainer(community_config("model.action_prior=oracle"), run_dir=tmp_path)
     with pytest.raises(ConfigError, match="continuous_distribution=tanh_normal"):
         Trainer(

@@ -58,10 +58,12 @@ def test_time_limit_ends_the_episode():
     assert not td["next", "done"][:, :3].any() and td["next", "done"][:, 3].all()
 
 
-def test_tiny_training_run(tmp_path):
+@pytest.mark.parametrize("agent_rewards", [False, True])
+def test_tiny_training_run(agent_rewards, tmp_path):
     cfg = apply_overrides(
         EXPERIMENT.config,
         [
+            f"loss.agent_rewards={agent_rewards}",
             "collector.num_envs=4",
             "collector.steps_per_env=50",
             "collector.iterations=2",

@@ -214,7 +214,10 @@ class CommunityEnergyEnv(BatchedTorchEnv):
       max over an episode), ``transformer_loading`` (net exchange / rating),
       ``transformer_overload`` (``max(loading - 1, 0)``), ``self_sufficiency`` (1 - grid
       import / consumption incl. battery charging, in ``[0, 1]``), ``comfort_violation``
-      (deg C h), ``ev_unmet`` (kWh), ``ev_delivered`` (kWh). The reset writes zeros.
+      (deg C h), ``ev_unmet`` (kWh), ``ev_delivered`` (kWh), ``ramping`` (kW: the change of
+      the community's net grid exchange since the previous step, ``|x_t - x_{t-1}|``, 0 on
+      an episode's first step; CityLearn's ramping is its sum over the episode). The reset
+      writes zeros.
 
     Keyword Args:
         n_prosumers (int): number of prosumers (agents). Defaults to ``10``.
@@ -251,6 +254,19 @@ class CommunityEnergyEnv(BatchedTorchEnv):
             from a ``MaskedCategorical`` on it cannot miss a feasible deadline, and a car
             that is away or full has the single choice "off". The env itself accepts any
             level. Defaults to ``True``.
+        agent_rewards (bool): also write a reward per prosumer, ``("agents", "reward")``
+            ``(E, N, 1)``: its *difference reward* (Wolpert & Tumer), the community's reward
+            minus the community's reward had this prosumer's battery, EV charger and heat
+            pump been idle this step (its base load and PV unchanged), plus its own comfort
+            and unmet-EV terms, times ``N`` (the scale of the team reward). Energy cost and
+            transformer overload are functions of the community's net exchange alone (the
+            mid-market clearing's bills add up to the grid bill), so the counterfactual is
+            exact and costs one extra evaluation of those two terms per prosumer; a
+            prosumer's action moves its reward exactly as it moves the team's, without the
+            other prosumers' noise. For per-agent credit assignment (GAE per prosumer:
+            ``loss.agent_rewards`` of the trainer). With two reward entries torchrl's
+            ``env.reward_key`` is ambiguous (use ``env.reward_keys``). Defaults to
+            ``False``.
         validate_actions (bool): check every step that modes are in ``{0, 1, 2}`` and powers
             finite, raising ``ValueError`` (one host synchronisation per step); powers
             outside ``[-1, 1]`` are always clipped. Defaults to ``True``.
@@ -270,6 +286,11 @@ class CommunityEnergyEnv(BatchedTorchEnv):
         (torch.Size([2, 1]), torch.Size([2, 52]))
         >>> sorted(td["next", "kpi"].keys())[:3]
         ['comfort_violation', 'cost', 'ev_delivered']
+        >>> env = CommunityEnergyEnv(n_prosumers=4, seed=0, agent_rewards=True)
+        >>> env.reward_keys
+        ['reward', ('agents', 'reward')]
+        >>> env.rand_step(env.reset())["next", "agents", "reward"].shape  # difference rewards
+        torch.Size([1, 4, 1])
     """
 
     HORIZON: int = _STEPS_PER_DAY
@@ -343,6 +364,7 @@ class CommunityEnergyEnv(BatchedTorchEnv):
         "comfort_violation",
         "ev_unmet",
         "ev_delivered",
+        "ramping",
     )
     """Per-step KPIs written under ``("next", "kpi")``."""
 
@@ -368,6 +390,7 @@ class CommunityEnergyEnv(BatchedTorchEnv):
         overload_weight: float = 1.0,
         reward_scale: float | None = None,
         ev_deadline_mask: bool = True,
+        agent_rewards: bool = False,
         validate_actions: bool = True,
         device: torch.device | str | None = None,
         seed: int | None = None,
@@ -439,6 +462,7 @@ class CommunityEnergyEnv(BatchedTorchEnv):
         self.reward_scale = scale
         self.validate_actions = validate_actions
         self.ev_deadline_mask = bool(ev_deadline_mask)
+        self.agent_rewards = bool(agent_rewards)
 
         if seed is None:
             seed = int(torch.randint(0, 2**62, ()).item())
@@ -683,6 +707,13 @@ class CommunityEnergyEnv(BatchedTorchEnv):
             device=dev,
         )
         self._set_team_reward_and_done_specs(E, dev)
+        if self.agent_rewards:
+            self.reward_spec = Composite(
+                reward=unb(E, 1),
+                agents=Composite(reward=unb(E, N, 1), shape=(E, N), device=dev),
+                shape=(E,),
+                device=dev,
+            )
 
     # -------------------------------------------------------------------- seeding
 
@@ -973,11 +1004,14 @@ class CommunityEnergyEnv(BatchedTorchEnv):
         loading = exchange.abs() / self.transformer_rating_kw
         overload = (loading - 1.0).clamp_min(0)
         overload_kwh = overload * self.transformer_rating_kw * dt
+        ramping = torch.where(t > 0, (exchange - self._last_exchange).abs(), 0.0)
 
         lo, hi = self.comfort_band
-        comfort = ((lo - temp).clamp_min(0) + (temp - hi).clamp_min(0)).sum(-1) * dt
+        comfort_n = ((lo - temp).clamp_min(0) + (temp - hi).clamp_min(0)) * dt  # (E, N)
+        comfort = comfort_n.sum(-1)
         departing = t1 + 1 == self._ev_departure
-        ev_unmet = ((self._ev_target - ev_soc).clamp_min(0) * self._ev_cap * departing).sum(-1)
+        ev_unmet_n = (self._ev_target - ev_soc).clamp_min(0) * self._ev_cap * departing
+        ev_unmet = ev_unmet_n.sum(-1)
         ev_delivered = ((ev_soc - self._ev_soc) * self._ev_cap).sum(-1)
         consumption = ((load + ev_kw + hvac_kw + bat_kw.clamp_min(0)) * dt).sum(-1)
         self_sufficiency = torch.where(
@@ -989,6 +1023,25 @@ class CommunityEnergyEnv(BatchedTorchEnv):
             + self.ev_weight * ev_unmet
             + self.overload_weight * overload_kwh
         )
+
+        if self.agent_rewards:
+            # difference rewards: the community's cost + overload penalty, a function of its
+            # net exchange x (kWh), against the same with prosumer n's devices idle
+            x = net.sum(-1, keepdim=True)  # (E, 1)
+            idle = x - (bat_kw + ev_kw + hvac_kw) * dt  # (E, N)
+            sell = self._sell(buy).unsqueeze(-1)
+
+            def penalty(x: torch.Tensor) -> torch.Tensor:
+                grid = buy.unsqueeze(-1) * x.clamp_min(0) - sell * (-x).clamp_min(0)
+                over = (x.abs() - self.transformer_rating_kw * dt).clamp_min(0)
+                return grid + self.overload_weight * over
+
+            agent_reward = -(N * self.reward_scale) * (
+                penalty(x)
+                - penalty(idle)
+                + self.comfort_weight * comfort_n
+                + self.ev_weight * ev_unmet_n
+            )
 
         new_t = t + 1
         partial = tensordict.get("_step", None)
@@ -1016,6 +1069,7 @@ class CommunityEnergyEnv(BatchedTorchEnv):
             "comfort_violation": comfort,
             "ev_unmet": ev_unmet,
             "ev_delivered": ev_delivered,
+            "ramping": ramping,
         }
         out.set(
             "kpi",
@@ -1023,6 +1077,8 @@ class CommunityEnergyEnv(BatchedTorchEnv):
         )
         truncated = (new_t >= self.HORIZON).unsqueeze(-1)
         out.set("reward", reward.unsqueeze(-1))
+        if self.agent_rewards:
+            out.set(("agents", "reward"), agent_reward.unsqueeze(-1))
         out.set("done", truncated.clone())
         out.set("terminated", self._false.clone())
         out.set("truncated", truncated)

@@ -154,4 +154,6 @@ def test_rule_based_reads_the_ratings_from_the_observation():
     small = td.clone()
     small["agents", "ratings"][..., 0] /= 2
     power = RuleBasedSelfConsumptionPolicy(b)(small)["agents", "action", "power"][..., 0]
-    torch.testing.assert_close(power, (2 * from_b["agents", "action", "power"][..., 0]).clamp(-1, 1))
+    torch.testing.assert_close(
+        power, (2 * from_b["agents", "action", "power"][..., 0]).clamp(-1, 1)
+    )

@@ -295,9 +295,14 @@ def test_step_matches_device_and_market_functions(rating):
     )
     td = env.reset()
     g = torch.Generator().manual_seed(1)
+    previous = None  # the community's net grid exchange of the previous step, kW
     for _ in range(HORIZON):
         act = random_action(env, g)
         ref = reference_step(env, act["agents", "action", "mode"], act["agents", "action", "power"])
+        market = ref["market"]
+        exchange = (market.grid_import - market.grid_export).sum(-1) / env.DT_H
+        ramping = torch.zeros_like(exchange) if previous is None else (exchange - previous).abs()
+        previous = exchange
         td.update(act)
         out = env.step(td)["next"]
         kpi = out["kpi"]
@@ -310,6 +315,7 @@ def test_step_matches_device_and_market_functions(rating):
         )
         torch.testing.assert_close(kpi["comfort_violation"].squeeze(-1), ref["comfort"])
         torch.testing.assert_close(kpi["ev_unmet"].squeeze(-1), ref["unmet"])
+        torch.testing.assert_close(kpi["ramping"].squeeze(-1), ramping, atol=1e-4, rtol=1e-4)
         torch.testing.assert_close(out["reward"].squeeze(-1), ref["reward"], atol=1e-5, rtol=1e-5)
         # the market never makes the community pay more than the grid alone would
         alone = grid_only_bill(ref["net"], ref["buy"], ref["sell"]).sum(-1)
@@ -382,6 +388,73 @@ def test_reward_weights_enter_linearly():
     torch.testing.assert_close(heavy["reward"], base["reward"] - 3.0 * over_kwh)
     scaled = one_step(comfort_weight=0.0, ev_weight=0.0, overload_weight=0.0)  # 1 / N
     torch.testing.assert_close(scaled["reward"], base["reward"] / 4)
+
+
+@pytest.mark.parametrize("policy", ["random", "all_in", "all_out"])
+def test_agent_rewards_are_difference_rewards(policy):
+    """Without comfort and EV terms, a prosumer's reward is N times the team reward minus
+    the team reward had its devices been idle -- recomputed with the market function."""
+    E, N, rating = 3, 6, 4.0
+    env = make(
+        n_prosumers=N,
+        num_envs=E,
+        transformer_rating_kw=rating,
+        agent_rewards=True,
+        comfort_weight=0.0,
+        ev_weight=0.0,
+        overload_weight=1.7,
+    )
+    check_env_specs(env)
+    assert ("agents", "reward") in env.reward_keys and "reward" in env.reward_keys
+    td = env.reset()
+    g = torch.Generator().manual_seed(3)
+    overloaded = 0
+    for _ in range(HORIZON):
+        act = random_action(env, g) if policy == "random" else action(env, *EXTREME[policy])
+        mode, power = act["agents", "action", "mode"], act["agents", "action", "power"]
+        team = reference_step(env, mode, power)["reward"]  # (E,)
+        expected = torch.empty(E, N)
+        for n in range(N):  # prosumer n's battery, EV and heat pump idle
+            idle_mode, idle_power = mode.clone(), power.clone()
+            idle_mode[:, n], idle_power[:, n] = 0, 0.0
+            expected[:, n] = N * (team - reference_step(env, idle_mode, idle_power)["reward"])
+        td.update(act)
+        out = env.step(td)["next"]
+        overloaded += int((out["kpi", "transformer_overload"] > 0).sum())
+        assert out["agents", "reward"].shape == (E, N, 1)
+        torch.testing.assert_close(
+            out["agents", "reward"].squeeze(-1), expected, atol=1e-5, rtol=1e-4
+        )
+        td = out
+    assert overloaded > 0  # the overload term was exercised
+
+
+def test_idle_prosumers_are_rewarded_for_their_own_comfort_and_ev_only():
+    E, N = 2, 5
+    env = make(n_prosumers=N, num_envs=E, agent_rewards=True, comfort_weight=2.0, ev_weight=0.7)
+    td = env.reset()
+    idle = action(env, *EXTREME["off"])
+    penalised = 0
+    for _ in range(HORIZON):
+        ref = reference_step(
+            env, idle["agents", "action", "mode"], idle["agents", "action", "power"]
+        )
+        td.update(idle)
+        out = env.step(td)["next"]
+        own = out["agents", "reward"].squeeze(-1)  # (E, N)
+        penalised += int((own < 0).sum())
+        # idle devices: no cost difference; the agents' own terms add up to the team's
+        local = -env.reward_scale * (2.0 * ref["comfort"] + 0.7 * ref["unmet"])
+        torch.testing.assert_close(own.mean(-1), local, atol=1e-6, rtol=1e-5)
+        td = out
+    assert penalised > 0  # comfort or EV terms were exercised
+
+
+def test_agent_rewards_are_opt_in():
+    env = make(n_prosumers=3, num_envs=2)
+    assert env.reward_keys == ["reward"]
+    out = env.rollout(3)
+    assert ("agents", "reward") not in out["next"].keys(True)
 
 
 # --------------------------------------------------------------------------- bad actions
