@@ -1,15 +1,19 @@
 """Community energy trading (seed 000): baselines, IPPO, MAPPO, MATPPO side by side.
 
-One command (about 2 hours on one CPU core; the budgets are the ``BUDGETS`` table)::
+One command trains and evaluates every method at every size (the budgets are the ``BUDGETS``
+table; several hours on one CPU core)::
 
     OMP_NUM_THREADS=1 python benchmarks/community_results.py
 
-or, on two cores, two processes with disjoint methods and then one pass that only reloads the
-finished runs, evaluates them and writes the table::
+The published table (``benchmarks/README.md``) has every method at N = 10 and IPPO, MAPPO-MLP
+and MATPPO at N = 50 and 100. It ran as two processes with disjoint methods, about 50 min
+on two cores. Each process merges its rows into ``runs.json`` as it finishes a size and
+rewrites the table::
 
-    OMP_NUM_THREADS=1 python benchmarks/community_results.py --methods MATPPO MATPPO-phasic &
-    OMP_NUM_THREADS=1 python benchmarks/community_results.py --methods IPPO MAPPO-MLP MATPPO-scratch
-    wait; OMP_NUM_THREADS=1 python benchmarks/community_results.py
+    OMP_NUM_THREADS=1 python benchmarks/community_results.py --sizes 10 --methods MATPPO MATPPO-team MATPPO-phasic MATPPO-scratch; \
+      OMP_NUM_THREADS=1 python benchmarks/community_results.py --sizes 50 100 --methods MATPPO &
+    OMP_NUM_THREADS=1 python benchmarks/community_results.py --sizes 10 --methods IPPO MAPPO-MLP; \
+      OMP_NUM_THREADS=1 python benchmarks/community_results.py --sizes 50 100 --methods IPPO MAPPO-MLP
 
 writes ``benchmarks/results/community/``: ``results.md`` (KPI table per community size),
 ``runs.json`` (every method, seed and KPI), ``flows_n10.png`` (one day of the community's
@@ -28,6 +32,8 @@ differ in the critic):
 * ``IPPO``: ``model.critic=local`` (per-agent critic on the agent's own observation);
 * ``MAPPO-MLP``: ``model.critic=mlp`` (MLP on the concatenated global state);
 * ``MATPPO``: ``model.critic=transformer`` (the ``community`` preset);
+* ``MATPPO-team``: MATPPO with GAE on the community reward broadcast to every prosumer
+  (``loss.agent_rewards=false``), as the paper describes it;
 * ``MATPPO-phasic``: MATPPO with PhaseMLP heads on the daily phase (``variant=phasic``);
 * ``MATPPO-scratch``: MATPPO without the prior (``model.action_prior=null``), as the paper
   trains it.
@@ -66,18 +72,22 @@ EVAL_EPISODES_SEED = 7
 #: learned methods, evaluation episodes. The same frame budget for every method at a size.
 BUDGETS = {
     10: {"iterations": 50, "num_envs": 16, "seeds": (0, 1, 2), "eval_episodes": 16, "every": 5},
-    50: {"iterations": 20, "num_envs": 4, "seeds": (0, 1, 2), "eval_episodes": 8, "every": 4},
-    100: {"iterations": 12, "num_envs": 4, "seeds": (0, 1, 2), "eval_episodes": 4, "every": 3},
+    50: {"iterations": 40, "num_envs": 4, "seeds": (0, 1, 2), "eval_episodes": 8, "every": 5},
+    100: {"iterations": 24, "num_envs": 4, "seeds": (0, 1, 2), "eval_episodes": 4, "every": 4},
 }
 #: Shared training overrides on top of the ``community`` preset (MATPPO), spelled out so that
 #: the table does not change when the preset does: every learned method starts from the
 #: rule-based controller (``model.action_prior=rule_based``, a residual policy, initial
-#: exploration scale 0.3) and samples EV levels from the env's deadline mask.
+#: exploration scale 0.3), samples EV levels from the env's deadline mask and runs GAE
+#: (lambda 0.99) on each prosumer's difference reward (``loss.agent_rewards``, the env's
+#: ``agent_rewards``).
 COMMON = [
     "model.hidden_size=32",
     "optim.lr=1e-3",
     "model.action_prior=rule_based",
     "model.init_scale=0.3",
+    "loss.agent_rewards=true",
+    "loss.lmbda=0.99",
     "run.progress=false",
     "eval.keep_best=true",
 ]
@@ -85,6 +95,9 @@ LEARNED = {
     "IPPO": ["model.critic=local"],
     "MAPPO-MLP": ["model.critic=mlp"],
     "MATPPO": ["model.critic=transformer"],
+    # MATPPO with GAE on the community reward broadcast to every prosumer, as the paper
+    # describes it (the other rows run GAE on each prosumer's difference reward)
+    "MATPPO-team": ["model.critic=transformer", "loss.agent_rewards=false"],
     "MATPPO-phasic": ["model.critic=transformer", "variant=phasic"],
     # MATPPO as the paper trains it: no prior, initial exploration scale 1
     "MATPPO-scratch": [
@@ -93,6 +106,9 @@ LEARNED = {
         "model.init_scale=1.0",
     ],
 }
+#: ``--set`` overrides, applied last to every learned method (after ``COMMON``, ``LEARNED`` and
+#: the size's budget)
+EXTRA: list[str] = []
 ORDER = ["no-flex", "rule-based", *LEARNED]
 BASELINES = {"no-flex": NoFlexibilityPolicy, "rule-based": RuleBasedSelfConsumptionPolicy}
 KPIS = {  # name: (column title, format)
@@ -102,6 +118,8 @@ KPIS = {  # name: (column title, format)
     "self_sufficiency": ("self-sufficiency", "{:.3f}"),
     "comfort": ("comfort viol. (degC h)", "{:.2f}"),
     "ev_unmet_kwh": ("EV unmet (kWh)", "{:.2f}"),
+    "ramping_kw": ("ramping (kW)", "{:.0f}"),
+    "one_minus_load_factor": ("1 - load factor", "{:.3f}"),
     "return": ("return", "{:.2f}"),
 }
 
@@ -141,6 +159,11 @@ def kpis(td) -> dict[str, float]:
         "self_sufficiency": k["self_sufficiency"].mean((1, 2)),  # time-averaged
         "comfort": k["comfort_violation"].sum((1, 2)),
         "ev_unmet_kwh": k["ev_unmet"].sum((1, 2)),
+        # CityLearn's grid KPIs: ramping = sum over the day of |change of the net exchange|;
+        # load factor = mean / peak of the grid import power over the day
+        "ramping_kw": k["ramping"].sum((1, 2)),
+        "one_minus_load_factor": 1
+        - k["peak"].mean((1, 2)) / k["peak"].amax((1, 2)).clamp_min(1e-9),
         "return": td["next", "reward"].sum((1, 2)),
     }
     return {name: float(v.mean()) for name, v in per_episode.items()}
@@ -160,6 +183,7 @@ def train_run(name: str, n: int, seed: int, out: Path) -> tuple[Trainer, float]:
             f"optim.minibatch_size={budget['num_envs'] * 96 // 2}",
             f"eval.episodes={budget['eval_episodes']}",
             f"eval.interval={budget['every']}",
+            *EXTRA,
         ],
     )
     run_dir = out / "runs" / f"n{n}-{name}-seed{seed}"
@@ -244,6 +268,9 @@ def table(records: list[dict], n: int, key: str = "kpi") -> str:
         runs = [r for r in rows if r["method"] == m]
         cells = []
         for key, (_, fmt) in KPIS.items():
+            if any(key not in r["kpi"] for r in runs):  # a record from before this KPI
+                cells.append("-")
+                continue
             values = torch.tensor([r["kpi"][key] for r in runs])
             cell = fmt.format(values.mean())
             if len(runs) > 1:
@@ -264,14 +291,32 @@ def main() -> None:
         choices=sorted(LEARNED),
         default=list(LEARNED),
         help="learned methods to train / evaluate (the others' records in runs.json are kept); "
-        "e.g. two processes with disjoint --methods, then one without to write the table",
+        "e.g. two processes with disjoint --methods (each merges its rows into runs.json)",
+    )
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=None,
+        help="training seeds (default: the size's budget, 0 1 2); for pilots into their own --out",
+    )
+    parser.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra config overrides for every learned method, applied last (they win over "
+        "the shared ones and the size's budget; for ablations: write them to their own --out, "
+        "the table's budget line does not show them)",
     )
     args = parser.parse_args()
+    EXTRA[:] = args.set
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     runs_json = out / "runs.json"
     records = json.loads(runs_json.read_text()) if runs_json.exists() else []
+    fresh: set[tuple[int, str]] = set()  # (size, method) this process has measured
     for n in args.sizes:
         budget = BUDGETS[n]
         records = [
@@ -293,7 +338,7 @@ def main() -> None:
             )
             print(n, name, records[-1]["kpi"], flush=True)
         for name in args.methods:
-            for seed in budget["seeds"]:
+            for seed in args.seeds or budget["seeds"]:
                 trainer, seconds = train_run(name, n, seed, out)
                 env = eval_env(n, budget["eval_episodes"], trainer.config.variant)
                 final = kpis(rollout(env, trainer.actor, deterministic=True))
@@ -323,10 +368,10 @@ def main() -> None:
                 )
                 if n == 10 and name == "MATPPO" and seed == budget["seeds"][0]:
                     flows_figure(td, env, out / "flows_n10.png")
-        if runs_json.exists():  # keep what a parallel process wrote meanwhile
-            ours = {(r["n"], r["method"]) for r in records}
-            records += [
-                r for r in json.loads(runs_json.read_text()) if (r["n"], r["method"]) not in ours
+        fresh |= {(n, name) for name in (*BASELINES, *args.methods)}
+        if runs_json.exists():  # the rest as on disk now: what a parallel process wrote meanwhile
+            records = [r for r in records if (r["n"], r["method"]) in fresh] + [
+                r for r in json.loads(runs_json.read_text()) if (r["n"], r["method"]) not in fresh
             ]
         records.sort(key=lambda r: (r["n"], _rank(r["method"]), r["seed"] or 0))
         runs_json.write_text(json.dumps(records, indent=1))
