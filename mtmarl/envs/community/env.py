@@ -997,7 +997,8 @@ class CommunityEnergyEnv(BatchedTorchEnv):
         )
 
         net = (load + bat_kw + ev_kw + hvac_kw - pv) * dt  # (E, N) kWh
-        market = clear_mid_market(net, buy, self._sell(buy))
+        sell = self._sell(buy)
+        market = clear_mid_market(net, buy, sell)
         cost = market.bill.sum(-1)
         grid_import = market.grid_import.sum(-1)
         exchange = (grid_import - market.grid_export.sum(-1)) / dt  # kW, > 0 import
@@ -1017,28 +1018,23 @@ class CommunityEnergyEnv(BatchedTorchEnv):
         self_sufficiency = torch.where(
             consumption > 0, 1.0 - grid_import / consumption.clamp_min(1e-9), 1.0
         ).clamp(0.0, 1.0)
+        grid_penalty = cost + self.overload_weight * overload_kwh  # (E,)
         reward = -self.reward_scale * (
-            cost
-            + self.comfort_weight * comfort
-            + self.ev_weight * ev_unmet
-            + self.overload_weight * overload_kwh
+            grid_penalty + self.comfort_weight * comfort + self.ev_weight * ev_unmet
         )
 
         if self.agent_rewards:
             # difference rewards: the community's cost + overload penalty, a function of its
-            # net exchange x (kWh), against the same with prosumer n's devices idle
-            x = net.sum(-1, keepdim=True)  # (E, 1)
-            idle = x - (bat_kw + ev_kw + hvac_kw) * dt  # (E, N)
-            sell = self._sell(buy).unsqueeze(-1)
-
-            def penalty(x: torch.Tensor) -> torch.Tensor:
-                grid = buy.unsqueeze(-1) * x.clamp_min(0) - sell * (-x).clamp_min(0)
-                over = (x.abs() - self.transformer_rating_kw * dt).clamp_min(0)
-                return grid + self.overload_weight * over
-
+            # net exchange alone, against the same with prosumer n's devices idle
+            idle = net.sum(-1, keepdim=True) - (bat_kw + ev_kw + hvac_kw) * dt  # (E, N) kWh
+            idle_penalty = (
+                buy.unsqueeze(-1) * idle.clamp_min(0)
+                - sell.unsqueeze(-1) * (-idle).clamp_min(0)
+                + self.overload_weight * (idle.abs() - self.transformer_rating_kw * dt).clamp_min(0)
+            )
             agent_reward = -(N * self.reward_scale) * (
-                penalty(x)
-                - penalty(idle)
+                grid_penalty.unsqueeze(-1)
+                - idle_penalty
                 + self.comfort_weight * comfort_n
                 + self.ev_weight * ev_unmet_n
             )
