@@ -253,8 +253,10 @@ plt.show()
 # parameters toward its action: ``+ logit_bonus`` on its EV level, ``+ atanh(u)`` on the
 # tanh-normal ``loc``. With the heads' outputs at zero the deterministic policy *is* the
 # controller; PPO then learns a correction, with exact log-probabilities (the prior is
-# recomputed from the stored observation when the loss re-runs the actor). This is what
-# ``mtmarl train community`` does (``model.action_prior=rule_based``).
+# recomputed from the stored observation when the loss re-runs the actor). ``mtmarl train
+# community`` does this with the same controller, EV charging spread over the night
+# (``RuleBasedSelfConsumptionPolicy(env, ev_spread=0.6)``, ``model.action_prior=
+# rule_based_spread``; ``model.action_prior=rule_based`` takes the plain rules).
 
 from mtmarl.envs.community import RuleBasedSelfConsumptionPolicy  # noqa: E402
 from mtmarl.modules import ActionPrior  # noqa: E402

@@ -281,9 +281,30 @@ def test_rule_based_prior_starts_the_actor_at_the_controller(tmp_path):
     assert all(torch.isfinite(torch.tensor(h["train/loss_objective"])) for h in result.history)
 
 
+def test_the_preset_prior_is_the_rule_based_controller_with_ev_spread(tmp_path):
+    from torchrl.envs.utils import ExplorationType, set_exploration_type
+
+    from mtmarl.envs.community.baselines import RuleBasedSelfConsumptionPolicy
+    from mtmarl.training.experiments import COMMUNITY_EV_SPREAD
+
+    trainer = Trainer(community_config(), run_dir=tmp_path)
+    assert trainer.config.model.action_prior == "rule_based_spread"
+    env = get_experiment("community").env_factory(
+        num_envs=2, device="cpu", seed=123, phase_mode=None, n_prosumers=4
+    )
+    rule = RuleBasedSelfConsumptionPolicy(env, ev_spread=COMMUNITY_EV_SPREAD)
+    day = env.rollout(env.base_env.HORIZON, rule)  # a whole day: EVs plug in and charge
+    assert bool((day["agents", "action", "mode"] > 0).any())
+    with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):
+        ours = trainer.actor(day.exclude("next").clone())
+    assert torch.equal(ours["agents", "action", "mode"], day["agents", "action", "mode"])
+
+
 def test_bad_action_prior_fails_at_construction(tmp_path):
     with pytest.raises(
-        ConfigError, match=r"not a controller of experiment 'community'; known: \['rule_based'\]"
+        ConfigError,
+        match=r"not a controller of experiment 'community'; known: "
+        r"\['rule_based', 'rule_based_spread'\]",
     ):
         Trainer(community_config("model.action_prior=oracle"), run_dir=tmp_path)
     with pytest.raises(ConfigError, match="continuous_distribution=tanh_normal"):

@@ -142,6 +142,11 @@ class RuleBasedSelfConsumptionPolicy(TensorDictModuleBase):
       hours left, with a ``deadline_margin``) if that is slow or fast; otherwise slow
       charging while the PV surplus ``pv - load - hvac`` is positive or the import price is
       off-peak (below ``cheap_price``), off in the remaining (shoulder / peak) hours.
+      With ``ev_spread > 0``, an off-peak step without PV surplus charges only a car whose
+      needed rate is at least ``ev_spread`` times the slow level: a car that is ahead of
+      that pace waits, so the fleet's charging spreads over the night instead of every car
+      starting at the off-peak edge (a decentralised valley filling on each car's own
+      laxity; the deadline rule above still applies).
     * Battery: ``-(load + hvac + ev - pv) / p_max``, clipped to ``[-1, 1]``: it charges
       from the surplus and discharges to cover the deficit (the env keeps the state of
       charge in ``[0, 1]``).
@@ -157,6 +162,9 @@ class RuleBasedSelfConsumptionPolicy(TensorDictModuleBase):
             Defaults to ``None``.
         deadline_margin (float): hours of slack kept before the EV's departure. Defaults
             to ``1.0``.
+        ev_spread (float): in ``[0, 1]``; the fraction of the slow charger's power below
+            which a car's needed rate lets it wait in off-peak hours without PV surplus.
+            ``0`` charges in every such step (the plain rules). Defaults to ``0.0``.
 
     Examples:
         >>> env = CommunityEnergyEnv(n_prosumers=3, num_envs=2, seed=0)
@@ -164,6 +172,14 @@ class RuleBasedSelfConsumptionPolicy(TensorDictModuleBase):
         >>> none = env.rollout(96, NoFlexibilityPolicy(env))
         >>> bool(rule["next", "kpi", "self_sufficiency"].mean() >
         ...      none["next", "kpi", "self_sufficiency"].mean())
+        True
+        >>> env = CommunityEnergyEnv(n_prosumers=20, num_envs=2, seed=0)
+        >>> peaks = []
+        >>> for ev_spread in (0.0, 0.6):  # the same two days, plain vs spread EV charging
+        ...     _ = env.set_seed(1)
+        ...     policy = RuleBasedSelfConsumptionPolicy(env, ev_spread=ev_spread)
+        ...     peaks.append(env.rollout(96, policy)["next", "kpi", "peak"].amax().item())
+        >>> bool(peaks[1] < 0.9 * peaks[0])
         True
     """
 
@@ -174,6 +190,7 @@ class RuleBasedSelfConsumptionPolicy(TensorDictModuleBase):
         thermostat_gain: float = 2.0,
         cheap_price: float | None = None,
         deadline_margin: float = 1.0,
+        ev_spread: float = 0.0,
     ) -> None:
         base = _check_env(env, "RuleBasedSelfConsumptionPolicy")
         thermostat(torch.zeros(()), gain=thermostat_gain)
@@ -182,6 +199,10 @@ class RuleBasedSelfConsumptionPolicy(TensorDictModuleBase):
                 f"RuleBasedSelfConsumptionPolicy expected deadline_margin >= 0, got "
                 f"{deadline_margin}"
             )
+        if not 0.0 <= ev_spread <= 1.0:
+            raise ValueError(
+                f"RuleBasedSelfConsumptionPolicy expected ev_spread in [0, 1], got {ev_spread}"
+            )
         super().__init__()
         self.in_keys = [_FORECAST, _DEVICE, _CONTEXT, _RATINGS]
         self.out_keys = [_MODE, _POWER]
@@ -189,6 +210,7 @@ class RuleBasedSelfConsumptionPolicy(TensorDictModuleBase):
         self.cheap_price = (off + shoulder) / 2 if cheap_price is None else float(cheap_price)
         self.thermostat_gain = float(thermostat_gain)
         self.deadline_margin = float(deadline_margin)
+        self.ev_spread = float(ev_spread)
         self.register_buffer("rating_scales", torch.tensor(CommunityEnergyEnv.RATING_SCALES))
         self.register_buffer("chargers_kw", base._chargers.clone())  # (3,): off, slow, fast
         self.ev_efficiency = 0.9
@@ -216,7 +238,9 @@ class RuleBasedSelfConsumptionPolicy(TensorDictModuleBase):
         chargers = self.chargers_kw.to(dev)
         slow = chargers[1]
         surplus = pv - load - hvac_kw
-        opportunistic = (surplus > 0) | (price < self.cheap_price)
+        # off-peak grid charging waits while the car is ahead of ev_spread x the slow pace
+        on_pace = rate_needed >= self.ev_spread * slow
+        opportunistic = (surplus > 0) | ((price < self.cheap_price) & on_pace)
         # a deadline the slow charger misses needs the fast one; a car that needs nothing
         # (or is away) does not charge
         mode = torch.where(rate_needed > slow, 2, torch.where(opportunistic, 1, 0))

@@ -126,6 +126,52 @@ def test_ev_deadline_forces_fast_charging():
     assert bool((policy(td)["agents", "action", "mode"] == 0).all())
 
 
+def test_ev_spread_zero_is_the_plain_rules(env):
+    plain = _episode(env, RuleBasedSelfConsumptionPolicy(env))
+    zero = _episode(env, RuleBasedSelfConsumptionPolicy(env, ev_spread=0.0))
+    for key in (("agents", "action", "mode"), ("agents", "action", "power")):
+        assert torch.equal(plain[key], zero[key])
+
+
+def test_ev_spread_waits_while_the_car_is_ahead_of_the_pace():
+    env = CommunityEnergyEnv(n_prosumers=2, num_envs=1, seed=0)
+    spread = RuleBasedSelfConsumptionPolicy(env, ev_spread=0.5)
+    plain = RuleBasedSelfConsumptionPolicy(env)
+    td = env.reset()
+    context = td["agents", "context"].clone()
+    context[..., 5] = 1.0  # plugged in
+    context[..., 6] = 10.0 / 24  # 10 h left (9 h after the margin)
+    forecast = td["agents", "forecast"].clone()
+    forecast[..., 0, 0] = 0.0  # no PV surplus
+    forecast[..., 0, 2] = 0.0  # an off-peak price
+    ev_kwh = td["agents", "ratings"][..., 3] * CommunityEnergyEnv.RATING_SCALES[3]
+    slow = env.ev_charger_kw[0]
+    # needed rate 0.4 x slow: ahead of the half pace -> waits; the plain rules charge
+    context[..., 7] = 0.4 * slow * 0.9 * 9.0 / ev_kwh
+    td.update({("agents", "context"): context, ("agents", "forecast"): forecast})
+    assert bool((spread(td.clone())["agents", "action", "mode"] == 0).all())
+    assert bool((plain(td.clone())["agents", "action", "mode"] == 1).all())
+    # 0.6 x slow: behind the half pace -> charges slowly
+    context[..., 7] = 0.6 * slow * 0.9 * 9.0 / ev_kwh
+    td.set(("agents", "context"), context)
+    assert bool((spread(td.clone())["agents", "action", "mode"] == 1).all())
+    # a PV surplus is charged from whatever the pace
+    context[..., 7] = 0.1 * slow * 0.9 * 9.0 / ev_kwh
+    forecast[..., 0, 0] = 20.0
+    td.update({("agents", "context"): context, ("agents", "forecast"): forecast})
+    assert bool((spread(td.clone())["agents", "action", "mode"] == 1).all())
+
+
+def test_ev_spread_lowers_the_peak_and_still_meets_the_deadlines(env):
+    plain = _episode(env, RuleBasedSelfConsumptionPolicy(env))
+    spread = _episode(env, RuleBasedSelfConsumptionPolicy(env, ev_spread=0.6))
+    assert _kpis(spread)["peak"] < _kpis(plain)["peak"]
+    assert _kpis(spread)["ev_unmet"] < 0.5
+    # the same EV energy arrives, later in the night
+    delivered = [td["next", "kpi", "ev_delivered"].sum().item() for td in (plain, spread)]
+    assert delivered[1] == pytest.approx(delivered[0], rel=0.02)
+
+
 def test_thermostat_and_bad_arguments():
     torch.testing.assert_close(
         thermostat(torch.tensor([-2.0, -0.25, 0.0, 0.5])), torch.tensor([1.0, 0.5, 0.0, -1.0])
@@ -137,6 +183,8 @@ def test_thermostat_and_bad_arguments():
     env = CommunityEnergyEnv(n_prosumers=2, seed=0)
     with pytest.raises(ValueError, match="deadline_margin"):
         RuleBasedSelfConsumptionPolicy(env, deadline_margin=-1.0)
+    with pytest.raises(ValueError, match=r"ev_spread in \[0, 1\], got 1.5"):
+        RuleBasedSelfConsumptionPolicy(env, ev_spread=1.5)
 
 
 def test_rule_based_reads_the_ratings_from_the_observation():
