@@ -24,11 +24,13 @@ covers every run present.
 
 Methods (all learned ones but ``MATPPO-scratch`` share the actor: the parameter-shared hybrid
 actor on MATPPO's LSTM forecast encoder, ``model.encoder=lstm``, centred on the rule-based
-controller by an :class:`~mtmarl.modules.ActionPrior`, ``model.action_prior=rule_based``; they
-differ in the critic):
+controller with spread EV charging by an :class:`~mtmarl.modules.ActionPrior`,
+``model.action_prior=rule_based_spread``; they differ in the critic):
 
 * ``no-flex``: :class:`~mtmarl.envs.community.baselines.NoFlexibilityPolicy`;
 * ``rule-based``: :class:`~mtmarl.envs.community.baselines.RuleBasedSelfConsumptionPolicy`;
+* ``rule-spread``: the same with ``ev_spread=COMMUNITY_EV_SPREAD`` (0.6; off-peak EV
+  charging spread over the night, ``community_ev_spread.py``): the learned methods' prior;
 * ``IPPO``: ``model.critic=local`` (per-agent critic on the agent's own observation);
 * ``MAPPO-MLP``: ``model.critic=mlp`` (MLP on the concatenated global state);
 * ``MATPPO``: ``model.critic=transformer`` (the ``community`` preset);
@@ -53,6 +55,7 @@ so the learned policies are evaluated on a community they never trained on.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import time
@@ -63,6 +66,7 @@ import torch
 from mtmarl.envs.community import CommunityEnergyEnv, clear_mid_market
 from mtmarl.envs.community.baselines import NoFlexibilityPolicy, RuleBasedSelfConsumptionPolicy
 from mtmarl.training import Trainer, apply_overrides, get_experiment
+from mtmarl.training.experiments import COMMUNITY_EV_SPREAD
 from mtmarl.training.trainer import PHASE_MODE
 
 EVAL_SEED = 20_000
@@ -77,14 +81,15 @@ BUDGETS = {
 }
 #: Shared training overrides on top of the ``community`` preset (MATPPO), spelled out so that
 #: the table does not change when the preset does: every learned method starts from the
-#: rule-based controller (``model.action_prior=rule_based``, a residual policy, initial
+#: rule-based controller with spread EV charging (``model.action_prior=rule_based_spread``,
+#: ``rule-spread`` below; a residual policy, initial
 #: exploration scale 0.3), samples EV levels from the env's deadline mask and runs GAE
 #: (lambda 0.99) on each prosumer's difference reward (``loss.agent_rewards``, the env's
 #: ``agent_rewards``).
 COMMON = [
     "model.hidden_size=32",
     "optim.lr=1e-3",
-    "model.action_prior=rule_based",
+    "model.action_prior=rule_based_spread",
     "model.init_scale=0.3",
     "loss.agent_rewards=true",
     "loss.lmbda=0.99",
@@ -109,8 +114,13 @@ LEARNED = {
 #: ``--set`` overrides, applied last to every learned method (after ``COMMON``, ``LEARNED`` and
 #: the size's budget)
 EXTRA: list[str] = []
-ORDER = ["no-flex", "rule-based", *LEARNED]
-BASELINES = {"no-flex": NoFlexibilityPolicy, "rule-based": RuleBasedSelfConsumptionPolicy}
+ORDER = ["no-flex", "rule-based", "rule-spread", *LEARNED]
+BASELINES = {
+    "no-flex": NoFlexibilityPolicy,
+    "rule-based": RuleBasedSelfConsumptionPolicy,
+    # the learned methods' prior (model.action_prior=rule_based_spread) as a baseline
+    "rule-spread": functools.partial(RuleBasedSelfConsumptionPolicy, ev_spread=COMMUNITY_EV_SPREAD),
+}
 KPIS = {  # name: (column title, format)
     "cost": ("community cost / day", "{:.2f}"),
     "peak_kw": ("peak import (kW)", "{:.1f}"),

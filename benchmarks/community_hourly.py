@@ -1,0 +1,106 @@
+"""Community energy trading: where a policy's cost and overload come from, hour by hour.
+
+Loads one finished run of ``community_results.py`` (its best validation actor), rolls it and
+the two rule-based controllers out on the benchmark's evaluation days, and prints per hour of
+the day (noon to noon, means over the days): the community's cost, grid import and power
+above the transformer rating, how many cars charge slow / fast, the batteries' mean state of
+charge and command, and -- for the learned actor -- its probabilities of each EV level while
+a car is plugged in and still needs energy::
+
+    OMP_NUM_THREADS=1 python benchmarks/community_hourly.py --method MATPPO --seed 0
+
+``--set`` takes the same overrides the run was trained with (e.g. ``--set
+model.action_prior=rule_based`` for a run trained on the plain rules), ``--out`` the
+benchmark's output folder. The run must exist: this script never trains.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import torch
+from torchrl.envs.utils import ExplorationType, set_exploration_type
+
+sys.path.insert(0, str(Path(__file__).parent))
+import community_results as cr  # noqa: E402
+
+_PLUGGED = cr.CommunityEnergyEnv.CONTEXT_FEATURES.index("ev_plugged")
+_NEED = cr.CommunityEnergyEnv.CONTEXT_FEATURES.index("ev_energy_needed")
+
+
+def hourly(td, rating_kw: float) -> str:
+    """The per-hour table of one rollout ``(E, 96)`` of a community with that rating."""
+    k = td["next", "kpi"]
+    over = k["transformer_overload"][..., 0] * rating_kw
+    mode = td["agents", "action", "mode"]
+    rows = [
+        "| hour | cost | import kW | over rating kW | cars slow | cars fast | battery SoC | "
+        "battery cmd |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for h in range(24):
+        s = slice(4 * h, 4 * h + 4)
+        rows.append(
+            f"| {(12 + h) % 24:02d} | {k['cost'][:, s].sum(1).mean():.2f} | "
+            f"{k['peak'][:, s].mean():.1f} | {over[:, s].mean():.2f} | "
+            f"{(mode[:, s] == 1).float().sum(-1).mean():.2f} | "
+            f"{(mode[:, s] == 2).float().sum(-1).mean():.2f} | "
+            f"{td['agents', 'device_state'][:, s, :, 0].mean():.2f} | "
+            f"{td['agents', 'action', 'power'][:, s, :, 0].mean():.2f} |"
+        )
+    return "\n".join(rows)
+
+
+def mode_probabilities(actor, td) -> str:
+    """The actor's EV-level probabilities per hour, over plugged-in cars that need energy."""
+    with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):
+        out = actor(td.exclude("next").clone())
+    probs = out["agents", "params", "mode", "logits"].softmax(-1)
+    ctx = td["agents", "context"]
+    waiting = (ctx[..., _PLUGGED] > 0.5) & (ctx[..., _NEED] > 0)
+    rows = ["| hour | p(off) | p(slow) | p(fast) | car-steps |", "|---|---|---|---|---|"]
+    for h in range(24):
+        s = slice(4 * h, 4 * h + 4)
+        m = waiting[:, s]
+        if m.any():
+            p = probs[:, s][m].mean(0)
+            rows.append(
+                f"| {(12 + h) % 24:02d} | {p[0]:.2f} | {p[1]:.2f} | {p[2]:.2f} | {int(m.sum())} |"
+            )
+    return "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--method", default="MATPPO", choices=sorted(cr.LEARNED))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--size", type=int, default=10, choices=sorted(cr.BUDGETS))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/community"))
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE")
+    args = parser.parse_args()
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    run_dir = args.out / "runs" / f"n{args.size}-{args.method}-seed{args.seed}"
+    if not (run_dir / "checkpoints" / "last.pt").exists():
+        raise SystemExit(f"no finished run in {run_dir}; train it with community_results.py")
+    cr.EXTRA[:] = args.set
+    trainer, _ = cr.train_run(args.method, args.size, args.seed, args.out)
+    trainer.load_best()
+    episodes = cr.BUDGETS[args.size]["eval_episodes"]
+    env = cr.eval_env(args.size, episodes, trainer.config.variant)
+    policies = {name: cls(env) for name, cls in cr.BASELINES.items() if name != "no-flex"}
+    policies[args.method] = trainer.actor
+    for name, policy in policies.items():
+        td = cr.rollout(env, policy, deterministic=True)
+        kpi = cr.kpis(td)
+        print(
+            f"\n### {name}: cost {kpi['cost']:.2f}, peak {kpi['peak_kw']:.1f} kW, overload "
+            f"{kpi['overload_hours']:.2f} h, return {kpi['return']:.2f}\n\n{hourly(td, env.base_env.transformer_rating_kw)}"
+        )
+    print(f"\n### {args.method}: EV-level probabilities\n\n{mode_probabilities(trainer.actor, td)}")
+
+
+if __name__ == "__main__":
+    main()
