@@ -92,12 +92,14 @@ def main() -> None:
     env = cr.eval_env(args.size, episodes, trainer.config.variant)
     policies = {name: cls(env) for name, cls in cr.BASELINES.items() if name != "no-flex"}
     policies[args.method] = trainer.actor
+    rating_kw = env.base_env.transformer_rating_kw
     for name, policy in policies.items():
         td = cr.rollout(env, policy, deterministic=True)
         kpi = cr.kpis(td)
         print(
             f"\n### {name}: cost {kpi['cost']:.2f}, peak {kpi['peak_kw']:.1f} kW, overload "
-            f"{kpi['overload_hours']:.2f} h, return {kpi['return']:.2f}\n\n{hourly(td, env.base_env.transformer_rating_kw)}"
+            f"{kpi['overload_hours']:.2f} h, return {kpi['return']:.2f}\n\n"
+            f"{hourly(td, rating_kw)}"
         )
     print(f"\n### {args.method}: EV-level probabilities\n\n{mode_probabilities(trainer.actor, td)}")
 
