@@ -27,7 +27,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 import community_results as cr  # noqa: E402
 
 from mtmarl.envs.community import RuleBasedSelfConsumptionPolicy  # noqa: E402
-from mtmarl.training import get_experiment  # noqa: E402
 
 SELECTION_SEED = 30_000
 SPREADS = (0.0, 0.25, 0.4, 0.5, 0.6, 0.75)
@@ -40,7 +39,6 @@ def main() -> None:
     parser.add_argument("--eval", action="store_true", help="the evaluation community")
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    factory = get_experiment("community").env_factory
     returns: dict[float, list[float]] = {s: [] for s in args.spreads}
     print(
         "| N | ev_spread | cost / day | peak import (kW) | overload (h) | ramping (kW) | return |"
@@ -48,12 +46,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     for n in args.sizes:
         episodes = cr.BUDGETS[n]["eval_episodes"]
-        if args.eval:
-            env = cr.eval_env(n, episodes, "basic")
-        else:
-            env = factory(
-                num_envs=episodes, device="cpu", seed=SELECTION_SEED, phase_mode=None, n_prosumers=n
-            )
+        env = cr.eval_env(n, episodes, "basic", seed=cr.EVAL_SEED if args.eval else SELECTION_SEED)
         for spread in args.spreads:
             policy = RuleBasedSelfConsumptionPolicy(env, ev_spread=spread)
             k = cr.kpis(cr.rollout(env, policy, deterministic=True))

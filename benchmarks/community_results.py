@@ -55,7 +55,6 @@ so the learned policies are evaluated on a community they never trained on.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import time
@@ -64,9 +63,8 @@ from pathlib import Path
 import torch
 
 from mtmarl.envs.community import CommunityEnergyEnv, clear_mid_market
-from mtmarl.envs.community.baselines import NoFlexibilityPolicy, RuleBasedSelfConsumptionPolicy
+from mtmarl.envs.community.baselines import NoFlexibilityPolicy
 from mtmarl.training import Trainer, apply_overrides, get_experiment
-from mtmarl.training.experiments import COMMUNITY_EV_SPREAD
 from mtmarl.training.trainer import PHASE_MODE
 
 EVAL_SEED = 20_000
@@ -115,11 +113,12 @@ LEARNED = {
 #: the size's budget)
 EXTRA: list[str] = []
 ORDER = ["no-flex", "rule-based", "rule-spread", *LEARNED]
+_PRIORS = get_experiment("community").action_priors
 BASELINES = {
     "no-flex": NoFlexibilityPolicy,
-    "rule-based": RuleBasedSelfConsumptionPolicy,
+    "rule-based": _PRIORS["rule_based"],
     # the learned methods' prior (model.action_prior=rule_based_spread) as a baseline
-    "rule-spread": functools.partial(RuleBasedSelfConsumptionPolicy, ev_spread=COMMUNITY_EV_SPREAD),
+    "rule-spread": _PRIORS["rule_based_spread"],
 }
 KPIS = {  # name: (column title, format)
     "cost": ("community cost / day", "{:.2f}"),
@@ -138,12 +137,12 @@ def _rank(method: str) -> int:
     return ORDER.index(method) if method in ORDER else len(ORDER)
 
 
-def eval_env(n: int, episodes: int, variant: str):
+def eval_env(n: int, episodes: int, variant: str, *, seed: int = EVAL_SEED):
     factory = get_experiment("community").env_factory
     return factory(
         num_envs=episodes,
         device="cpu",
-        seed=EVAL_SEED,
+        seed=seed,
         phase_mode=PHASE_MODE[variant],
         n_prosumers=n,
     )

@@ -190,7 +190,8 @@ class ModelConfig:
             ``"rule_based_spread"`` for ``community``) that centres the hybrid actor's
             distribution on its action: an :class:`~mtmarl.modules.ActionPrior`, so the
             policy learns a residual on top of the controller; the heads' output layers
-            start near zero so that the initial deterministic policy is the controller. ``None``: no prior. Defaults to ``None``.
+            start near zero so that the initial deterministic policy is the controller.
+            ``None``: no prior. Defaults to ``None``.
         action_prior_bonus (float): the prior's ``logit_bonus`` on the controller's discrete
             choice, >= 0. Defaults to ``3.0``.
         init_scale (float): the hybrid actor's continuous ``TanhNormal`` head's scale (pre-tanh) when its

@@ -296,24 +296,18 @@ def _community_factory(
     return TransformedEnv(env, Compose(*transforms))
 
 
-def _community_rule_based(env: EnvBase):
-    """The community's rule-based self-consumption controller (``model.action_prior``)."""
-    from mtmarl.envs.community import RuleBasedSelfConsumptionPolicy
-
-    return RuleBasedSelfConsumptionPolicy(env)
-
-
 #: ``ev_spread`` of the ``rule_based_spread`` prior: the best return of 0, 0.25, 0.4, 0.5, 0.6
 #: and 0.75 at N = 10, 50 and 100 on a community no benchmark trains or evaluates on (env seed
 #: 30000; benchmarks/README.md)
 COMMUNITY_EV_SPREAD = 0.6
 
 
-def _community_rule_based_spread(env: EnvBase):
-    """The rule-based controller with off-peak EV charging spread over the night."""
+def _community_rule_based(env: EnvBase, *, ev_spread: float = 0.0):
+    """The community's rule-based self-consumption controller (``model.action_prior``);
+    ``ev_spread > 0`` spreads off-peak EV charging over the night."""
     from mtmarl.envs.community import RuleBasedSelfConsumptionPolicy
 
-    return RuleBasedSelfConsumptionPolicy(env, ev_spread=COMMUNITY_EV_SPREAD)
+    return RuleBasedSelfConsumptionPolicy(env, ev_spread=ev_spread)
 
 
 register_experiment(
@@ -368,7 +362,9 @@ register_experiment(
         },
         action_priors={
             "rule_based": _community_rule_based,
-            "rule_based_spread": _community_rule_based_spread,
+            "rule_based_spread": functools.partial(
+                _community_rule_based, ev_spread=COMMUNITY_EV_SPREAD
+            ),
         },
     )
 )
