@@ -2,8 +2,9 @@
 
 One concept per file: :mod:`~mtmarl.envs.community.market` (the cloud trading platform's
 clearing), :mod:`~mtmarl.envs.community.devices` (battery, EV and heat-pump physics),
-:mod:`~mtmarl.envs.community.env` (:class:`CommunityEnergyEnv`, the batched torchrl env) and
-:mod:`~mtmarl.envs.community.baselines` (no-flexibility and rule-based self-consumption policies).
+:mod:`~mtmarl.envs.community.env` (:class:`CommunityEnergyEnv`, the batched torchrl env),
+:mod:`~mtmarl.envs.community.baselines` (no-flexibility and rule-based self-consumption policies)
+and :mod:`~mtmarl.envs.community.reference` (perfect-foresight planning: what no policy can beat).
 """
 
 from mtmarl.envs.community.baselines import (
@@ -19,6 +20,7 @@ from mtmarl.envs.community.market import (
     grid_only_bill,
     mid_market_rate,
 )
+from mtmarl.envs.community.reference import PerfectForesightPlan, perfect_foresight_plan
 
 __all__ = [
     # the environment
@@ -32,6 +34,9 @@ __all__ = [
     "NoFlexibilityPolicy",
     "RuleBasedSelfConsumptionPolicy",
     "thermostat",
+    # perfect-foresight planning: the bound no policy beats, and runnable plans
+    "PerfectForesightPlan",
+    "perfect_foresight_plan",
     # device physics
     "battery_step",
     "ev_step",

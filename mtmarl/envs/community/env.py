@@ -35,6 +35,8 @@ _STEPS_PER_DAY = 96
 _DT_H = 0.25
 _WINDOW = 12
 _EV_ETA = 0.9  # EV charging efficiency
+_BATTERY_ETA = 0.95  # battery charging and discharging efficiency (each way)
+_HVAC_COP = 3.0  # heat-pump coefficient of performance
 _START_HOUR = 12  # episodes run noon to noon (see the class docstring)
 _SLOTS_PER_YEAR = 365 * _STEPS_PER_DAY
 
@@ -970,8 +972,8 @@ class CommunityEnergyEnv(BatchedTorchEnv):
             power[..., 0] * self._bat_pmax,
             dt,
             capacity=self._bat_cap,
-            eta_c=0.95,
-            eta_d=0.95,
+            eta_c=_BATTERY_ETA,
+            eta_d=_BATTERY_ETA,
             p_max=self._bat_pmax,
         )
         plugged = (t1 >= self._ev_arrival) & (t1 < self._ev_departure)
@@ -991,7 +993,7 @@ class CommunityEnergyEnv(BatchedTorchEnv):
             t_out=t_out,
             r=self._hvac_r,
             c=self._hvac_c,
-            cop=3.0,
+            cop=_HVAC_COP,
             p_max=self._hvac_pmax,
             gains=gains,
         )
