@@ -296,18 +296,22 @@ def _community_factory(
     return TransformedEnv(env, Compose(*transforms))
 
 
-#: ``ev_spread`` of the ``rule_based_spread`` prior: the best return of 0, 0.25, 0.4, 0.5, 0.6
-#: and 0.75 at N = 10, 50 and 100 on a community no benchmark trains or evaluates on (env seed
-#: 30000; benchmarks/README.md)
+#: ``ev_spread`` of the ``rule_based_spread`` prior and the thermostat deadband of both
+#: community priors: the best mean return of a grid (deadband 0, 0.5, 0.75, 0.9 x ev_spread 0,
+#: 0.4, 0.5, 0.6, 0.75) at N = 10, 50 and 100 on a community no benchmark trains or evaluates
+#: on (env seed 30000; benchmarks/community_prior_selection.py)
 COMMUNITY_EV_SPREAD = 0.6
+COMMUNITY_THERMOSTAT_DEADBAND = 0.75
 
 
 def _community_rule_based(env: EnvBase, *, ev_spread: float = 0.0):
-    """The community's rule-based self-consumption controller (``model.action_prior``);
-    ``ev_spread > 0`` spreads off-peak EV charging over the night."""
+    """The community's rule-based self-consumption controller (``model.action_prior``), with
+    the deadband thermostat; ``ev_spread > 0`` spreads off-peak EV charging over the night."""
     from mtmarl.envs.community import RuleBasedSelfConsumptionPolicy
 
-    return RuleBasedSelfConsumptionPolicy(env, ev_spread=ev_spread)
+    return RuleBasedSelfConsumptionPolicy(
+        env, ev_spread=ev_spread, thermostat_deadband=COMMUNITY_THERMOSTAT_DEADBAND
+    )
 
 
 register_experiment(

@@ -261,6 +261,7 @@ def test_rule_based_prior_starts_the_actor_at_the_controller(tmp_path):
 
     from mtmarl.envs.community.baselines import RuleBasedSelfConsumptionPolicy
     from mtmarl.modules import ActionPrior
+    from mtmarl.training.experiments import COMMUNITY_THERMOSTAT_DEADBAND
 
     trainer = Trainer(community_config("model.action_prior=rule_based"), run_dir=tmp_path)
     assert _has(trainer.actor, ActionPrior)
@@ -271,7 +272,10 @@ def test_rule_based_prior_starts_the_actor_at_the_controller(tmp_path):
     td = env.reset()
     with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):
         ours = trainer.actor(td.clone())
-    rule = RuleBasedSelfConsumptionPolicy(env)(td.clone())
+    # model.action_prior=rule_based: the plain EV rules, the preset's deadband thermostat
+    rule = RuleBasedSelfConsumptionPolicy(env, thermostat_deadband=COMMUNITY_THERMOSTAT_DEADBAND)(
+        td.clone()
+    )
     mode, power = ("agents", "action", "mode"), ("agents", "action", "power")
     assert torch.equal(ours[mode], rule[mode])
     # the prior clips at 0.99 of the bounds; the heads start at 1 % of their init
@@ -281,23 +285,31 @@ def test_rule_based_prior_starts_the_actor_at_the_controller(tmp_path):
     assert all(torch.isfinite(torch.tensor(h["train/loss_objective"])) for h in result.history)
 
 
-def test_the_preset_prior_is_the_rule_based_controller_with_ev_spread(tmp_path):
+def test_the_preset_prior_is_the_rule_based_controller_with_ev_spread_and_deadband(tmp_path):
     from torchrl.envs.utils import ExplorationType, set_exploration_type
 
     from mtmarl.envs.community.baselines import RuleBasedSelfConsumptionPolicy
-    from mtmarl.training.experiments import COMMUNITY_EV_SPREAD
+    from mtmarl.training.experiments import COMMUNITY_EV_SPREAD, COMMUNITY_THERMOSTAT_DEADBAND
 
     trainer = Trainer(community_config(), run_dir=tmp_path)
     assert trainer.config.model.action_prior == "rule_based_spread"
     env = get_experiment("community").env_factory(
         num_envs=2, device="cpu", seed=123, phase_mode=None, n_prosumers=4
     )
-    rule = RuleBasedSelfConsumptionPolicy(env, ev_spread=COMMUNITY_EV_SPREAD)
+    rule = RuleBasedSelfConsumptionPolicy(
+        env, ev_spread=COMMUNITY_EV_SPREAD, thermostat_deadband=COMMUNITY_THERMOSTAT_DEADBAND
+    )
     day = env.rollout(env.base_env.HORIZON, rule)  # a whole day: EVs plug in and charge
     assert bool((day["agents", "action", "mode"] > 0).any())
     with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):
         ours = trainer.actor(day.exclude("next").clone())
     assert torch.equal(ours["agents", "action", "mode"], day["agents", "action", "mode"])
+    # the heat pumps idle inside the deadband, as the controller's do
+    hvac = day["agents", "action", "power"][..., 1]
+    assert bool((hvac == 0).any()) and bool((hvac != 0).any())
+    torch.testing.assert_close(
+        ours["agents", "action", "power"], day["agents", "action", "power"], atol=0.05, rtol=0
+    )
 
 
 def test_bad_action_prior_fails_at_construction(tmp_path):

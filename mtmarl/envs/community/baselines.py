@@ -47,13 +47,19 @@ _TO_DEPARTURE = CommunityEnergyEnv.CONTEXT_FEATURES.index("ev_time_to_departure"
 _NEED = CommunityEnergyEnv.CONTEXT_FEATURES.index("ev_energy_needed")
 
 
-def thermostat(temperature: torch.Tensor, *, gain: float = 2.0) -> torch.Tensor:
-    """A proportional thermostat on the normalised indoor temperature.
+def thermostat(
+    temperature: torch.Tensor, *, gain: float = 2.0, deadband: float = 0.0
+) -> torch.Tensor:
+    """A proportional thermostat on the normalised indoor temperature, with a deadband.
 
-    ``u = clip(-gain * temperature, -1, 1)``: heat (``u > 0``) below the middle of the
-    comfort band, cool above it, full power at ``1 / gain`` half-bands away from the middle.
-    With the env's ratings a gain of 2 is stable (one step at full power moves the
-    temperature by at most about a quarter of a half-band).
+    ``u = clip(-gain * (temperature - clip(temperature, -deadband, deadband)), -1, 1)``: the
+    heat pump idles while the temperature is within ``deadband`` half-bands of the middle of
+    the comfort band, heats (``u > 0``) below that and cools above it, in proportion to the
+    distance past the deadband edge. ``deadband = 0`` holds the middle of the band. A
+    deadband lets the temperature float with the weather inside the band, which is most of
+    the heat pump's energy on mild days: holding the middle means heating at night and
+    cooling at noon. With the env's ratings a gain of 2 is stable (one step at full power
+    moves the temperature by at most about a quarter of a half-band).
 
     Args:
         temperature (torch.Tensor): ``(*B, N)`` indoor temperature normalised so that the
@@ -61,6 +67,8 @@ def thermostat(temperature: torch.Tensor, *, gain: float = 2.0) -> torch.Tensor:
 
     Keyword Args:
         gain (float): proportional gain, > 0. Defaults to ``2.0``.
+        deadband (float): half-width of the idle zone around the band's middle, in
+            half-bands, in ``[0, 1)``. Defaults to ``0.0``.
 
     Returns:
         torch.Tensor: ``(*B, N)`` normalised HVAC power in ``[-1, 1]``.
@@ -69,10 +77,15 @@ def thermostat(temperature: torch.Tensor, *, gain: float = 2.0) -> torch.Tensor:
         >>> import torch
         >>> thermostat(torch.tensor([-1.0, 0.0, 0.25, 2.0])).tolist()
         [1.0, -0.0, -0.5, -1.0]
+        >>> thermostat(torch.tensor([-1.0, 0.0, 0.5, 0.875]), deadband=0.75).tolist()
+        [0.5, -0.0, -0.0, -0.25]
     """
     if not gain > 0:
         raise ValueError(f"thermostat expected gain > 0, got {gain}")
-    return (-gain * temperature).clamp(-1.0, 1.0)
+    if not 0.0 <= deadband < 1.0:
+        raise ValueError(f"thermostat expected deadband in [0, 1), got {deadband}")
+    excess = temperature - temperature.clamp(-deadband, deadband)
+    return (-gain * excess).clamp(-1.0, 1.0)
 
 
 def _check_env(env: object, who: str) -> CommunityEnergyEnv:
@@ -104,6 +117,7 @@ class NoFlexibilityPolicy(TensorDictModuleBase):
 
     Keyword Args:
         thermostat_gain (float): see :func:`thermostat`. Defaults to ``2.0``.
+        thermostat_deadband (float): see :func:`thermostat`. Defaults to ``0.0``.
 
     Examples:
         >>> env = CommunityEnergyEnv(n_prosumers=3, num_envs=2, seed=0)
@@ -113,18 +127,25 @@ class NoFlexibilityPolicy(TensorDictModuleBase):
         (True, 0.0)
     """
 
-    def __init__(self, env: CommunityEnergyEnv, *, thermostat_gain: float = 2.0) -> None:
+    def __init__(
+        self,
+        env: CommunityEnergyEnv,
+        *,
+        thermostat_gain: float = 2.0,
+        thermostat_deadband: float = 0.0,
+    ) -> None:
         _check_env(env, "NoFlexibilityPolicy")
+        thermostat(torch.zeros(()), gain=thermostat_gain, deadband=thermostat_deadband)
         super().__init__()
         self.in_keys = [_DEVICE]
         self.out_keys = [_MODE, _POWER]
-        thermostat(torch.zeros(()), gain=thermostat_gain)  # validates the gain
         self.thermostat_gain = float(thermostat_gain)
+        self.thermostat_deadband = float(thermostat_deadband)
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         """Write the uncontrolled joint action into ``tensordict`` (returned)."""
         temp = tensordict.get(_DEVICE)[..., 2]
-        hvac = thermostat(temp, gain=self.thermostat_gain)
+        hvac = thermostat(temp, gain=self.thermostat_gain, deadband=self.thermostat_deadband)
         mode = torch.full(temp.shape, 2, dtype=torch.int64, device=temp.device)
         return _write(tensordict, mode, torch.zeros_like(temp), hvac)
 
@@ -157,6 +178,7 @@ class RuleBasedSelfConsumptionPolicy(TensorDictModuleBase):
 
     Keyword Args:
         thermostat_gain (float): see :func:`thermostat`. Defaults to ``2.0``.
+        thermostat_deadband (float): see :func:`thermostat`. Defaults to ``0.0``.
         cheap_price (float or None): import price per kWh below which EVs charge from the
             grid; ``None`` takes the middle of the env's off-peak and shoulder prices.
             Defaults to ``None``.
@@ -188,12 +210,13 @@ class RuleBasedSelfConsumptionPolicy(TensorDictModuleBase):
         env: CommunityEnergyEnv,
         *,
         thermostat_gain: float = 2.0,
+        thermostat_deadband: float = 0.0,
         cheap_price: float | None = None,
         deadline_margin: float = 1.0,
         ev_spread: float = 0.0,
     ) -> None:
         base = _check_env(env, "RuleBasedSelfConsumptionPolicy")
-        thermostat(torch.zeros(()), gain=thermostat_gain)
+        thermostat(torch.zeros(()), gain=thermostat_gain, deadband=thermostat_deadband)
         if deadline_margin < 0:
             raise ValueError(
                 f"RuleBasedSelfConsumptionPolicy expected deadline_margin >= 0, got "
@@ -209,6 +232,7 @@ class RuleBasedSelfConsumptionPolicy(TensorDictModuleBase):
         off, shoulder, _ = base.tou_prices
         self.cheap_price = (off + shoulder) / 2 if cheap_price is None else float(cheap_price)
         self.thermostat_gain = float(thermostat_gain)
+        self.thermostat_deadband = float(thermostat_deadband)
         self.deadline_margin = float(deadline_margin)
         self.ev_spread = float(ev_spread)
         self.register_buffer("rating_scales", torch.tensor(CommunityEnergyEnv.RATING_SCALES))
@@ -228,7 +252,9 @@ class RuleBasedSelfConsumptionPolicy(TensorDictModuleBase):
         )
         ev_kwh = ratings[..., _RATING["ev_kwh"]]
         pv, load, price = forecast[..., 0, 0], forecast[..., 0, 1], forecast[..., 0, 2]
-        hvac = thermostat(device[..., 2], gain=self.thermostat_gain)
+        hvac = thermostat(
+            device[..., 2], gain=self.thermostat_gain, deadband=self.thermostat_deadband
+        )
         hvac_kw = hvac.abs() * hvac_max_kw
 
         plugged = context[..., _PLUGGED] > 0.5

@@ -172,12 +172,40 @@ def test_ev_spread_lowers_the_peak_and_still_meets_the_deadlines(env):
     assert delivered[1] == pytest.approx(delivered[0], rel=0.02)
 
 
+@pytest.mark.parametrize("cls", POLICIES)
+def test_a_thermostat_deadband_saves_heat_pump_energy_inside_the_band(env, cls):
+    plain = _episode(env, cls(env))
+    banded = _episode(env, cls(env, thermostat_deadband=0.5))
+    hvac_kw = env._hvac_pmax  # (N,) the heat pumps' ratings
+    energy = [
+        (td["agents", "action", "power"][..., 1].abs() * hvac_kw).sum().item()
+        for td in (plain, banded)
+    ]
+    assert energy[1] < 0.8 * energy[0]
+    assert _kpis(banded)["cost"] < _kpis(plain)["cost"]
+    assert _kpis(banded)["comfort_violation"] == 0.0
+    # inside the deadband the heat pump idles
+    temp = banded["agents", "device_state"][..., 2]
+    inside = temp.abs() <= 0.5
+    assert bool(inside.any())
+    assert float(banded["agents", "action", "power"][..., 1][inside].abs().max()) == 0.0
+
+
 def test_thermostat_and_bad_arguments():
     torch.testing.assert_close(
         thermostat(torch.tensor([-2.0, -0.25, 0.0, 0.5])), torch.tensor([1.0, 0.5, 0.0, -1.0])
     )
     with pytest.raises(ValueError, match="gain"):
         thermostat(torch.zeros(2), gain=0.0)
+    torch.testing.assert_close(
+        thermostat(torch.tensor([-2.0, -0.5, 0.5, 0.75]), deadband=0.5),
+        torch.tensor([1.0, 0.0, 0.0, -0.5]),
+    )
+    with pytest.raises(ValueError, match=r"deadband in \[0, 1\), got 1.0"):
+        thermostat(torch.zeros(2), deadband=1.0)
+    for cls in POLICIES:
+        with pytest.raises(ValueError, match="deadband"):
+            cls(CommunityEnergyEnv(n_prosumers=2, seed=0), thermostat_deadband=-0.1)
     with pytest.raises(TypeError, match="CommunityEnergyEnv"):
         NoFlexibilityPolicy(TensorDict({}, []))
     env = CommunityEnergyEnv(n_prosumers=2, seed=0)
