@@ -88,7 +88,7 @@ def main() -> None:
     cr.EXTRA[:] = args.set
     trainer, _ = cr.train_run(args.method, args.size, args.seed, args.out)
     trainer.load_best()
-    episodes = cr.BUDGETS[args.size]["eval_episodes"]
+    episodes = cr.BUDGETS[args.size]["test_episodes"]
     env = cr.eval_env(args.size, episodes, trainer.config.variant)
     policies = {name: cls(env) for name, cls in cr.BASELINES.items() if name != "no-flex"}
     policies[args.method] = trainer.actor

@@ -1,0 +1,187 @@
+"""Community energy trading: how far every method is from the perfect-foresight optimum.
+
+On the benchmark's evaluation days (``community_results.eval_env``, the same episodes every
+method of ``results.md`` is evaluated on), :func:`~mtmarl.envs.community.perfect_foresight_plan`
+solves each day as a linear program with the whole day known:
+
+* ``bound``: the EV charger relaxed to any power up to the fast level. No policy can beat
+  its return on these days.
+* ``prior EV + LP``: the EV levels of the learned methods' prior (``rule-spread``) held
+  fixed, with the best battery and heat-pump control for them. The row is what the env
+  gives when it runs this plan (at most the LP's return, and equal to it unless the LP heats
+  and cools at once somewhere, which the env's heat pumps cannot).
+* ``bound, peak price p``: the bound with a price ``p`` per kW of each day's peak import.
+  Sweeping ``p`` traces the least cost at a given mean daily peak (the frontier).
+
+It reads the methods' rows from ``runs.json`` (written by ``community_results.py``, which
+must have run first) and reports the share of the gap between the prior and the bound that
+each method closes. It writes ``reference.md`` (the table) and ``reference_frontier.png`` (cost
+against peak per community size: the frontier and every method)::
+
+    OMP_NUM_THREADS=1 python benchmarks/community_reference.py
+
+about 1 min at N = 10, 2 min at N = 50 and 5 min at N = 100 on one core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+import community_results as cr  # noqa: E402
+
+from mtmarl.envs.community import perfect_foresight_plan  # noqa: E402
+
+PEAK_PRICES = (0.0, 0.1, 0.5, 2.0)
+PRIOR = "rule-spread"
+
+
+_KEYS = ("cost", "peak_kw", "overload_hours", "comfort", "ev_unmet_kwh", "return")
+
+
+def _summary(plan, rating_kw: float) -> dict[str, float]:
+    over = (plan.exchange_kw.abs() - rating_kw) > 1e-6
+    return {
+        "cost": plan.cost.mean().item(),
+        "peak_kw": plan.peak_kw.mean().item(),
+        "overload_hours": (over.double().sum(-1) * cr.CommunityEnergyEnv.DT_H).mean().item(),
+        "comfort": plan.comfort.mean().item(),
+        "ev_unmet_kwh": plan.ev_unmet_kwh.mean().item(),
+        "return": plan.episode_return.mean().item(),
+    }
+
+
+def _run(env, plan):
+    """The env's rollout ``(E, T)`` of a runnable plan."""
+    env.set_seed(cr.EVAL_EPISODES_SEED)
+    td = env.reset()
+    steps = []
+    for t in range(cr.CommunityEnergyEnv.HORIZON):
+        step, td = env.step_and_maybe_reset(td.update(plan.actions(t)))
+        steps.append(step.clone())
+    return torch.stack(steps, dim=1)
+
+
+def reference_rows(n: int) -> dict[str, dict[str, float]]:
+    env = cr.eval_env(n, cr.BUDGETS[n]["test_episodes"], "basic")
+    rating = env.base_env.transformer_rating_kw
+    prior = cr.rollout(env, cr.BASELINES[PRIOR](env), deterministic=True)
+    rows = {}
+    for p in PEAK_PRICES:
+        env.set_seed(cr.EVAL_EPISODES_SEED)
+        env.reset()
+        start = time.perf_counter()
+        plan = perfect_foresight_plan(env, peak_price=p)
+        name = "bound" if p == 0 else f"bound, peak price {p:g}"
+        rows[name] = _summary(plan, rating)
+        print(n, name, rows[name], f"{time.perf_counter() - start:.1f}s", flush=True)
+    env.set_seed(cr.EVAL_EPISODES_SEED)
+    env.reset()
+    plan = perfect_foresight_plan(env, ev_modes=prior["agents", "action", "mode"])
+    ran = _run(env, plan)
+    returns = ran["next", "reward"].sum((1, 2)).double()
+    # the env runs the plan; it matches the LP unless the LP heated and cooled (or charged and
+    # discharged) at once, which the env's devices cannot do
+    if not bool((returns <= plan.episode_return + 1e-3).all()):
+        raise SystemExit(f"the env's return {returns.tolist()} > the LP's {plan.episode_return}")
+    rows["prior EV + LP"] = {k: v for k, v in cr.kpis(ran).items() if k in _KEYS}
+    print(n, "prior EV + LP, the LP's own return:", plan.episode_return.mean().item())
+    print(n, "prior EV + LP", rows["prior EV + LP"], flush=True)
+    return rows
+
+
+def _mean(records: list[dict], key: str) -> float:
+    return sum(r["kpi"][key] for r in records) / len(records)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=sorted(cr.BUDGETS))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/community"))
+    args = parser.parse_args()
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    runs_json = args.out / "runs.json"
+    if not runs_json.exists():
+        raise SystemExit(f"no {runs_json}: run benchmarks/community_results.py first")
+    records = json.loads(runs_json.read_text())
+    lines = [
+        "# Community energy trading: every method against the perfect-foresight optimum\n",
+        "Generated by `OMP_NUM_THREADS=1 python benchmarks/community_reference.py` (see its "
+        "docstring) on the evaluation days of `results.md`. `bound`: the LP optimum with the "
+        "whole day known and the EV charger relaxed to any power; no policy beats its return "
+        "on these days. `prior EV + LP`: the prior's EV levels with the best batteries and "
+        "heat pumps, as the env runs it. `gap closed`: "
+        "(return - prior's) / (bound's - prior's). Learned methods: means over seeds. The "
+        "LP plans sit at the transformer's rating; where the env's float32 exchange rounds "
+        "above it, the env-run row counts an overload step.\n",
+    ]
+    figure = {}
+    for n in args.sizes:
+        rows = reference_rows(n)
+        ours = [r for r in records if r["n"] == n]
+        methods = list(dict.fromkeys(r["method"] for r in ours))
+        measured = {
+            m: {k: _mean([r for r in ours if r["method"] == m], k) for k in _KEYS} for m in methods
+        }
+        prior, bound = measured[PRIOR]["return"], rows["bound"]["return"]
+        lines += [
+            f"\n## N = {n}\n",
+            "| method | cost / day | peak import (kW) | overload (h) | comfort viol. (degC h) "
+            "| EV unmet (kWh) | return | gap closed |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for name, k in {**measured, **rows}.items():
+            closed = (k["return"] - prior) / (bound - prior)
+            lines.append(
+                f"| {name} | {k['cost']:.2f} | {k['peak_kw']:.1f} | {k['overload_hours']:.2f} | "
+                f"{k['comfort']:.2f} | {k['ev_unmet_kwh']:.2f} | {k['return']:.2f} | "
+                f"{closed:.0%} |"
+            )
+        figure[n] = (measured, rows)
+    (args.out / "reference.md").write_text("\n".join(lines) + "\n")
+    _plot(figure, args.out / "reference_frontier.png")
+    print("\n".join(lines))
+
+
+def _plot(figure, path: Path) -> None:
+    """Cost against peak per size: the frontier, the runnable plan and every method (no-flex
+    is off the chart: 2-3x the cost)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colours = {m: f"C{i}" for i, m in enumerate(cr.ORDER)}
+    fig, axes = plt.subplots(1, len(figure), figsize=(5 * len(figure), 4), squeeze=False)
+    for ax, (n, (measured, rows)) in zip(axes[0], figure.items()):
+        frontier = [rows["bound" if p == 0 else f"bound, peak price {p:g}"] for p in PEAK_PRICES]
+        ax.plot(
+            [r["peak_kw"] for r in frontier],
+            [r["cost"] for r in frontier],
+            "k.-",
+            label="perfect-foresight frontier",
+        )
+        lp = rows["prior EV + LP"]
+        ax.plot(lp["peak_kw"], lp["cost"], "ks", mfc="none", label="prior EV + LP")
+        for m, k in measured.items():
+            if m != "no-flex":
+                ax.plot(k["peak_kw"], k["cost"], "o", color=colours.get(m, "k"), label=m)
+        ax.set_title(f"N = {n}")
+        ax.set_xlabel("mean daily peak import (kW)")
+        ax.set_ylabel("community cost / day")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
