@@ -20,7 +20,8 @@ wired into torchrl's ``Collector``, ``MultiAgentGAE`` and ``ClipPPOLoss`` (as ``
   global value by its own GAE target on the community reward;
 * how to look at the critic's attention over the prosumers;
 * how to start the actor at the rule-based controller with an
-  :class:`~mtmarl.modules.ActionPrior`, so that PPO learns a residual on top of it.
+  :class:`~mtmarl.modules.ActionPrior`, so that PPO learns a residual on top of it;
+* how to bound what any policy can reach on a day with a perfect-foresight linear program.
 """
 
 # %%
@@ -256,7 +257,7 @@ plt.show()
 # recomputed from the stored observation when the loss re-runs the actor). ``mtmarl train
 # community`` does this with the same controller, EV charging spread over the night and
 # a deadband thermostat (``RuleBasedSelfConsumptionPolicy(env, ev_spread=0.6,
-# thermostat_deadband=0.75)``, ``model.action_prior=rule_based_spread``;
+# thermostat_deadband=0.9)``, ``model.action_prior=rule_based_spread``;
 # ``model.action_prior=rule_based`` does not spread the EVs).
 
 from mtmarl.envs.community import RuleBasedSelfConsumptionPolicy  # noqa: E402
@@ -277,6 +278,27 @@ r_residual = day_residual["next", "reward"].sum().item()
 r_rule = day_rule["next", "reward"].sum().item()
 print(f"return of one day: residual actor at init {r_residual:.3f}, rule-based {r_rule:.3f}")
 assert abs(r_residual - r_rule) < 0.05 * abs(r_rule)
+
+# %%
+# How far from the best possible day
+# -----------------------------------
+# :func:`~mtmarl.envs.community.perfect_foresight_plan` solves the day as one linear program
+# on the env's own device models, with the whole day known (PV, loads, prices, the cars'
+# schedules) and the EV charger relaxed to any power: no policy can beat its return on that
+# day. Given a policy's EV levels instead, it plans the batteries and heat pumps for them,
+# and the env can run the plan (:meth:`~mtmarl.envs.community.PerfectForesightPlan.actions`).
+
+from mtmarl.envs.community import perfect_foresight_plan  # noqa: E402
+
+eval_env.set_seed(SEED)
+eval_env.reset()
+bound = perfect_foresight_plan(eval_env)
+r_bound = bound.episode_return.item()
+print(
+    f"return of the same day: perfect-foresight bound {r_bound:.3f} (cost {bound.cost.item():.2f},"
+    f" peak {bound.peak_kw.item():.1f} kW), rule-based {r_rule:.3f}"
+)
+assert r_bound >= r_rule
 
 # %%
 # With a real budget (``mtmarl train community``: the same parts, 50 iterations of 16 days) the

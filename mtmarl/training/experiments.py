@@ -299,9 +299,9 @@ def _community_factory(
 #: ``ev_spread`` of the ``rule_based_spread`` prior and the thermostat deadband of both
 #: community priors: the best mean return of a grid (deadband 0, 0.5, 0.75, 0.9 x ev_spread 0,
 #: 0.4, 0.5, 0.6, 0.75) at N = 10, 50 and 100 on a community no benchmark trains or evaluates
-#: on (env seed 30000; benchmarks/community_prior_selection.py)
+#: on (env seed 30000; 64 / 32 / 16 days; benchmarks/community_prior_selection.py)
 COMMUNITY_EV_SPREAD = 0.6
-COMMUNITY_THERMOSTAT_DEADBAND = 0.75
+COMMUNITY_THERMOSTAT_DEADBAND = 0.9
 
 
 def _community_rule_based(env: EnvBase, *, ev_spread: float = 0.0):

@@ -52,14 +52,17 @@ def thermostat(
 ) -> torch.Tensor:
     """A proportional thermostat on the normalised indoor temperature, with a deadband.
 
-    ``u = clip(-gain * (temperature - clip(temperature, -deadband, deadband)), -1, 1)``: the
-    heat pump idles while the temperature is within ``deadband`` half-bands of the middle of
-    the comfort band, heats (``u > 0``) below that and cools above it, in proportion to the
-    distance past the deadband edge. ``deadband = 0`` holds the middle of the band. A
-    deadband lets the temperature float with the weather inside the band, which is most of
-    the heat pump's energy on mild days: holding the middle means heating at night and
-    cooling at noon. With the env's ratings a gain of 2 is stable (one step at full power
-    moves the temperature by at most about a quarter of a half-band).
+    ``u = clip(-gain * (temperature - clip(temperature, -deadband, deadband)) / (1 - deadband),
+    -1, 1)``: the heat pump idles while the temperature is within ``deadband`` half-bands of
+    the middle of the comfort band, heats (``u > 0``) below that and cools above it, in
+    proportion to the distance past the deadband's edge. The proportional band shrinks with
+    the room left between the deadband and the comfort band's edge, so full power comes at
+    the same fraction of it: ``1 / gain`` of the way (halfway for the default gain).
+    ``deadband = 0`` holds the middle of the band. A deadband lets the temperature float with
+    the weather inside the band, which is most of the heat pump's energy on mild days:
+    holding the middle means heating at night and cooling at noon. With the env's ratings a
+    gain of 2 without deadband is stable (one step at full power moves the temperature by at
+    most about a quarter of a half-band).
 
     Args:
         temperature (torch.Tensor): ``(*B, N)`` indoor temperature normalised so that the
@@ -77,15 +80,15 @@ def thermostat(
         >>> import torch
         >>> thermostat(torch.tensor([-1.0, 0.0, 0.25, 2.0])).tolist()
         [1.0, -0.0, -0.5, -1.0]
-        >>> thermostat(torch.tensor([-1.0, 0.0, 0.5, 0.875]), deadband=0.75).tolist()
-        [0.5, -0.0, -0.0, -0.25]
+        >>> thermostat(torch.tensor([-1.0, 0.0, 0.5, 0.8125]), deadband=0.75).tolist()
+        [1.0, -0.0, -0.0, -0.5]
     """
     if not gain > 0:
         raise ValueError(f"thermostat expected gain > 0, got {gain}")
     if not 0.0 <= deadband < 1.0:
         raise ValueError(f"thermostat expected deadband in [0, 1), got {deadband}")
     excess = temperature - temperature.clamp(-deadband, deadband)
-    return (-gain * excess).clamp(-1.0, 1.0)
+    return (-gain * excess / (1.0 - deadband)).clamp(-1.0, 1.0)
 
 
 def _check_env(env: object, who: str) -> CommunityEnergyEnv:
