@@ -5,8 +5,9 @@ car wait in off-peak hours while the rate its need requires is below ``s`` times
 charger, and idles the heat pump while the indoor temperature is within ``d`` half-bands of
 the comfort band's middle. This script rolls the controller out on a grid of ``s`` and ``d``
 on a community that neither the benchmark's training (env seeds 0-2 and their validation
-communities, 10000-10002) nor its evaluation (``community_results.EVAL_SEED``) uses, and
-prints the KPIs per community size. The values of the preset's priors
+communities, 10000-10002) nor its evaluation (``community_results.EVAL_SEED``) uses, on as
+many days as the benchmark's evaluation (``test_episodes``), and prints the KPIs per
+community size. The values of the preset's priors
 (``mtmarl.training.experiments.COMMUNITY_EV_SPREAD`` and ``COMMUNITY_THERMOSTAT_DEADBAND``)
 are the best mean return over the three sizes::
 
@@ -52,7 +53,7 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|---|---|")
     for n in args.sizes:
-        episodes = cr.BUDGETS[n]["eval_episodes"]
+        episodes = cr.BUDGETS[n]["test_episodes"]
         env = cr.eval_env(n, episodes, "basic", seed=cr.EVAL_SEED if args.eval else SELECTION_SEED)
         for deadband, spread in grid:
             policy = RuleBasedSelfConsumptionPolicy(

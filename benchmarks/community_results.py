@@ -28,7 +28,7 @@ controller with spread EV charging (``rule-spread``) by an :class:`~mtmarl.modul
 ``model.action_prior=rule_based_spread``; they differ in the critic):
 
 Every baseline's heat pumps run the deadband thermostat of the preset's priors
-(``thermostat_deadband=COMMUNITY_THERMOSTAT_DEADBAND``, 0.75; ``community_prior_selection.py``):
+(``thermostat_deadband=COMMUNITY_THERMOSTAT_DEADBAND``, 0.9; ``community_prior_selection.py``):
 
 * ``no-flex``: :class:`~mtmarl.envs.community.baselines.NoFlexibilityPolicy`;
 * ``rule-based``: :class:`~mtmarl.envs.community.baselines.RuleBasedSelfConsumptionPolicy`;
