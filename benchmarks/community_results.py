@@ -25,10 +25,9 @@ covers every run present.
 Methods (all learned ones but ``MATPPO-scratch`` share the actor: the parameter-shared hybrid
 actor on MATPPO's LSTM forecast encoder, ``model.encoder=lstm``, centred on the rule-based
 controller with spread EV charging (``rule-spread``) by an :class:`~mtmarl.modules.ActionPrior`,
-``model.action_prior=rule_based_spread``; they differ in the critic):
-
-Every baseline's heat pumps run the deadband thermostat of the preset's priors
-(``thermostat_deadband=COMMUNITY_THERMOSTAT_DEADBAND``, 0.9; ``community_prior_selection.py``):
+``model.action_prior=rule_based_spread``; they differ in the critic; every baseline's heat
+pumps run the priors' deadband thermostat, ``thermostat_deadband=COMMUNITY_THERMOSTAT_DEADBAND``,
+0.9, from ``community_prior_selection.py``):
 
 * ``no-flex``: :class:`~mtmarl.envs.community.baselines.NoFlexibilityPolicy`;
 * ``rule-based``: :class:`~mtmarl.envs.community.baselines.RuleBasedSelfConsumptionPolicy`;
@@ -78,17 +77,36 @@ EVAL_EPISODES_SEED = 7
 #: Per community size: training iterations, envs per iteration (x 96 steps), seeds of the
 #: learned methods, the trainer's validation episodes (``eval.episodes``, every ``every``
 #: iterations) and the benchmark's evaluation days (``test_episodes``, drawn at random from
-#: the year). The same frame budget for every method at a size.
+#: the year). The same frame budget for every method at a size. 4-16 evaluation days (the
+#: validation's count) were too few to stand for the year: at N = 10 the prior's return was
+#: -3.63, -6.14 and -5.05 on three draws of 16 days of the evaluation community, and -5.09,
+#: -5.52 and -4.76 on three draws of 64 (benchmarks/README.md).
 BUDGETS = {
-    10: {"iterations": 50, "num_envs": 16, "seeds": (0, 1, 2), "eval_episodes": 16, "every": 5},
-    50: {"iterations": 40, "num_envs": 4, "seeds": (0, 1, 2), "eval_episodes": 8, "every": 5},
-    100: {"iterations": 24, "num_envs": 4, "seeds": (0, 1, 2), "eval_episodes": 4, "every": 4},
+    10: {
+        "iterations": 50,
+        "num_envs": 16,
+        "seeds": (0, 1, 2),
+        "eval_episodes": 16,
+        "every": 5,
+        "test_episodes": 64,
+    },
+    50: {
+        "iterations": 40,
+        "num_envs": 4,
+        "seeds": (0, 1, 2),
+        "eval_episodes": 8,
+        "every": 5,
+        "test_episodes": 32,
+    },
+    100: {
+        "iterations": 24,
+        "num_envs": 4,
+        "seeds": (0, 1, 2),
+        "eval_episodes": 4,
+        "every": 4,
+        "test_episodes": 16,
+    },
 }
-# evaluation days: 4-16 (the validation's count) were too few to stand for the year. At
-# N = 10 the prior's return was -3.63, -6.14 and -5.05 on three draws of 16 days of the
-# evaluation community, and -5.09, -5.52 and -4.76 on three draws of 64 (benchmarks/README.md)
-for _n, _days in ((10, 64), (50, 32), (100, 16)):
-    BUDGETS[_n]["test_episodes"] = _days
 #: Shared training overrides on top of the ``community`` preset (MATPPO), spelled out so that
 #: the table does not change when the preset does: every learned method starts from the
 #: rule-based controller with spread EV charging (``model.action_prior=rule_based_spread``,

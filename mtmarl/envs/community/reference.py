@@ -47,6 +47,7 @@ from scipy import sparse
 from scipy.optimize import linprog
 from tensordict import TensorDict
 
+from mtmarl.envs.community.baselines import _check_env
 from mtmarl.envs.community.devices import ev_step
 from mtmarl.envs.community.env import _BATTERY_ETA, _EV_ETA, _HVAC_COP, CommunityEnergyEnv
 
@@ -219,12 +220,7 @@ class _Program:
 
 
 def _check_args(env: object, peak_price: float, ev_modes) -> CommunityEnergyEnv:
-    base = getattr(env, "base_env", env)
-    if not isinstance(base, CommunityEnergyEnv):
-        raise TypeError(
-            f"{_WHO} expected a CommunityEnergyEnv (or a TransformedEnv of one), got "
-            f"{type(env).__name__}"
-        )
+    base = _check_env(env, _WHO)
     if not (isinstance(peak_price, (int, float)) and np.isfinite(peak_price) and peak_price >= 0):
         raise ValueError(f"{_WHO} expected a finite peak_price >= 0, got {peak_price!r}")
     if bool((base._t != 0).any()):
