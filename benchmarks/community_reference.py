@@ -58,17 +58,6 @@ def _summary(plan, rating_kw: float) -> dict[str, float]:
     }
 
 
-def _run(env, plan):
-    """The env's rollout ``(E, T)`` of a runnable plan."""
-    env.set_seed(cr.EVAL_EPISODES_SEED)
-    td = env.reset()
-    steps = []
-    for t in range(cr.CommunityEnergyEnv.HORIZON):
-        step, td = env.step_and_maybe_reset(td.update(plan.actions(t)))
-        steps.append(step.clone())
-    return torch.stack(steps, dim=1)
-
-
 def reference_rows(n: int) -> dict[str, dict[str, float]]:
     env = cr.eval_env(n, cr.BUDGETS[n]["test_episodes"], "basic")
     rating = env.base_env.transformer_rating_kw
@@ -83,9 +72,9 @@ def reference_rows(n: int) -> dict[str, dict[str, float]]:
         rows[name] = _summary(plan, rating)
         print(n, name, rows[name], f"{time.perf_counter() - start:.1f}s", flush=True)
     env.set_seed(cr.EVAL_EPISODES_SEED)
-    env.reset()
+    td = env.reset()
     plan = perfect_foresight_plan(env, ev_modes=prior["agents", "action", "mode"])
-    ran = _run(env, plan)
+    ran = plan.rollout(env, td)
     returns = ran["next", "reward"].sum((1, 2)).double()
     # the env runs the plan; it matches the LP unless the LP heated and cooled (or charged and
     # discharged) at once, which the env's devices cannot do

@@ -45,7 +45,8 @@ import numpy as np
 import torch
 from scipy import sparse
 from scipy.optimize import linprog
-from tensordict import TensorDict
+from tensordict import TensorDict, TensorDictBase
+from torchrl.envs import EnvBase
 
 from mtmarl.envs.community.baselines import _check_env
 from mtmarl.envs.community.devices import ev_step
@@ -95,11 +96,11 @@ class PerfectForesightPlan:
         >>> _ = env.set_seed(1)
         >>> td = env.reset()
         >>> plan = perfect_foresight_plan(env, ev_modes=rules["agents", "action", "mode"])
-        >>> total = torch.zeros(2)
-        >>> for t in range(96):
-        ...     step, td = env.step_and_maybe_reset(td.update(plan.actions(t)))
-        ...     total += step["next", "reward"][:, 0]
-        >>> torch.allclose(total.double(), plan.episode_return, atol=1e-3)
+        >>> ran = plan.rollout(env, td)
+        >>> ran.shape
+        torch.Size([2, 96])
+        >>> total = ran["next", "reward"].sum((1, 2)).double()
+        >>> torch.allclose(total, plan.episode_return, atol=1e-3)
         True
     """
 
@@ -150,6 +151,35 @@ class PerfectForesightPlan:
             batch_size=(E, N),
         )
         return TensorDict({"agents": TensorDict({"action": action}, batch_size=(E, N))}, (E,))
+
+    def rollout(self, env: EnvBase, tensordict: TensorDictBase) -> TensorDictBase:
+        """Run the plan in ``env``, as ``env.rollout`` runs a policy.
+
+        Args:
+            env (EnvBase): the env the plan was made on (or a ``TransformedEnv`` of it), in
+                the state the plan was made in.
+            tensordict (TensorDictBase): ``(E,)`` the reset the plan was made on (what
+                ``env.reset()`` returned just before :func:`perfect_foresight_plan`).
+
+        Returns:
+            TensorDictBase: ``(E, T)`` the steps (the observation, the plan's action and
+            ``"next"``), stacked along time as ``env.rollout`` stacks them.
+
+        Raises:
+            ValueError: if the plan is not runnable (see :meth:`actions`) or ``tensordict``'s
+                batch is not the plan's ``(E,)``.
+        """
+        E, T = self.battery_kw.shape[:2]
+        if tuple(tensordict.batch_size) != (E,):
+            raise ValueError(
+                f"PerfectForesightPlan.rollout expected a tensordict of batch ({E},) (the "
+                f"reset the plan was made on), got {tuple(tensordict.batch_size)}"
+            )
+        steps = []
+        for t in range(T):
+            step, tensordict = env.step_and_maybe_reset(tensordict.update(self.actions(t)))
+            steps.append(step.clone())
+        return torch.stack(steps, dim=1)
 
 
 class _Program:

@@ -37,14 +37,11 @@ def _plan(env, **kwargs) -> PerfectForesightPlan:
 def _run(env, plan):
     """Run a plan in the env; per-episode (return, cost, peak) as float64."""
     env.set_seed(SEED)
-    td = env.reset()
-    ret = torch.zeros(env.num_envs, dtype=torch.float64)
-    cost, peak = ret.clone(), ret.clone()
-    for t in range(env.HORIZON):
-        step, td = env.step_and_maybe_reset(td.update(plan.actions(t)))
-        ret += step["next", "reward"][:, 0].double()
-        cost += step["next", "kpi", "cost"][:, 0].double()
-        peak = torch.maximum(peak, step["next", "kpi", "peak"][:, 0].double())
+    td = plan.rollout(env, env.reset())
+    assert td.shape == (env.num_envs, env.HORIZON)
+    ret = td["next", "reward"].sum((1, 2)).double()
+    cost = td["next", "kpi", "cost"].sum((1, 2)).double()
+    peak = td["next", "kpi", "peak"].amax((1, 2)).double()
     return ret, cost, peak
 
 
@@ -149,3 +146,7 @@ def test_bad_input_fails_before_any_solve(env):
     fixed = _plan(env, ev_modes=torch.zeros(E, T, N, dtype=torch.long))
     with pytest.raises(ValueError, match=r"t in \[0, 96\)"):
         fixed.actions(96)
+    with pytest.raises(ValueError, match=r"made with ev_modes"):
+        plan.rollout(env, env.reset())
+    with pytest.raises(ValueError, match=rf"batch \({E},\) .* got \(1,\)"):
+        fixed.rollout(env, env.reset()[:1])
