@@ -1,17 +1,24 @@
-"""Community energy trading: choosing the rule-based prior's ``ev_spread`` and thermostat deadband.
+"""Community energy trading: choosing the rule-based prior's ``ev_spread``, battery pacing and
+thermostat deadband.
 
-``RuleBasedSelfConsumptionPolicy(env, ev_spread=s, thermostat_deadband=d)`` lets a plugged-in
-car wait in off-peak hours while the rate its need requires is below ``s`` times the slow
-charger, and idles the heat pump while the indoor temperature is within ``d`` half-bands of
-the comfort band's middle. This script rolls the controller out on a grid of ``s`` and ``d``
+``RuleBasedSelfConsumptionPolicy(env, ev_spread=s, thermostat_deadband=d, battery_spread=b,
+battery_refill_hour=h)`` lets a plugged-in car wait in off-peak hours while the rate its need
+requires is below ``s`` times the slow charger, idles the heat pump while the indoor
+temperature is within ``d`` half-bands of the comfort band's middle, and discharges the
+battery no faster than ``1 / b`` times the pace that spreads its energy until ``h`` o'clock.
+This script rolls the controller out on a grid of ``d``, ``s``, ``b`` and ``h``
 on a community that neither the benchmark's training (env seeds 0-2 and their validation
 communities, 10000-10002) nor its evaluation (``community_results.EVAL_SEED``) uses, on as
 many days as the benchmark's evaluation (``test_episodes``), and prints the KPIs per
 community size. The values of the preset's priors
-(``mtmarl.training.experiments.COMMUNITY_EV_SPREAD`` and ``COMMUNITY_THERMOSTAT_DEADBAND``)
-are the best mean return over the three sizes::
+(``mtmarl.training.experiments.COMMUNITY_EV_SPREAD``, ``COMMUNITY_THERMOSTAT_DEADBAND``,
+``COMMUNITY_BATTERY_SPREAD`` and ``COMMUNITY_BATTERY_REFILL_HOUR``) are the best mean return
+over the three sizes, chosen in two stages (``d`` and ``s`` without pacing, then ``b`` and
+``h`` -- with ``s`` again -- at the chosen ``d``)::
 
     OMP_NUM_THREADS=1 python benchmarks/community_prior_selection.py
+    OMP_NUM_THREADS=1 python benchmarks/community_prior_selection.py --deadbands 0.9 \
+        --spreads 0.5 0.6 0.75 --battery-spreads 0 0.5 0.75 1 --refill-hours 6 7 8
 
 ``--eval`` rolls out on the benchmark's evaluation community instead (to report, not to
 choose).
@@ -35,6 +42,8 @@ from mtmarl.envs.community import RuleBasedSelfConsumptionPolicy  # noqa: E402
 SELECTION_SEED = 30_000
 SPREADS = (0.0, 0.4, 0.5, 0.6, 0.75)
 DEADBANDS = (0.0, 0.5, 0.75, 0.9)
+BATTERY_SPREADS = (0.0,)
+REFILL_HOURS = (7.0,)
 
 
 def main() -> None:
@@ -42,34 +51,49 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=sorted(cr.BUDGETS))
     parser.add_argument("--spreads", type=float, nargs="+", default=list(SPREADS))
     parser.add_argument("--deadbands", type=float, nargs="+", default=list(DEADBANDS))
+    parser.add_argument(
+        "--battery-spreads", type=float, nargs="+", default=list(BATTERY_SPREADS)
+    )
+    parser.add_argument("--refill-hours", type=float, nargs="+", default=list(REFILL_HOURS))
     parser.add_argument("--eval", action="store_true", help="the evaluation community")
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    grid = list(itertools.product(args.deadbands, args.spreads))
-    returns: dict[tuple[float, float], list[float]] = {g: [] for g in grid}
-    print(
-        "| N | thermostat deadband | ev_spread | cost / day | peak import (kW) | overload (h) "
-        "| comfort viol. (degC h) | return |"
+    grid = list(
+        itertools.product(args.deadbands, args.spreads, args.battery_spreads, args.refill_hours)
     )
-    print("|---|---|---|---|---|---|---|---|")
+    returns: dict[tuple[float, ...], list[float]] = {g: [] for g in grid}
+    print(
+        "| N | thermostat deadband | ev_spread | battery_spread | refill hour | cost / day "
+        "| peak import (kW) | overload (h) | comfort viol. (degC h) | return |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for n in args.sizes:
         episodes = cr.BUDGETS[n]["test_episodes"]
         env = cr.eval_env(n, episodes, "basic", seed=cr.EVAL_SEED if args.eval else SELECTION_SEED)
-        for deadband, spread in grid:
+        for g in grid:
+            deadband, spread, battery_spread, refill_hour = g
             policy = RuleBasedSelfConsumptionPolicy(
-                env, ev_spread=spread, thermostat_deadband=deadband
+                env,
+                ev_spread=spread,
+                thermostat_deadband=deadband,
+                battery_spread=battery_spread,
+                battery_refill_hour=refill_hour,
             )
             k = cr.kpis(cr.rollout(env, policy, deterministic=True))
-            returns[deadband, spread].append(k["return"])
+            returns[g].append(k["return"])
             print(
-                f"| {n} | {deadband:g} | {spread:g} | {k['cost']:.2f} | {k['peak_kw']:.1f} | "
-                f"{k['overload_hours']:.2f} | {k['comfort']:.2f} | {k['return']:.2f} |",
+                f"| {n} | {deadband:g} | {spread:g} | {battery_spread:g} | {refill_hour:g} | "
+                f"{k['cost']:.2f} | {k['peak_kw']:.1f} | {k['overload_hours']:.2f} | "
+                f"{k['comfort']:.2f} | {k['return']:.2f} |",
                 flush=True,
             )
-    deadband, spread = max(returns, key=lambda g: sum(returns[g]) / len(returns[g]))
+    deadband, spread, battery_spread, refill_hour = max(
+        returns, key=lambda g: sum(returns[g]) / len(returns[g])
+    )
     print(
         f"\nbest mean return over N = {args.sizes}: thermostat_deadband = {deadband:g}, "
-        f"ev_spread = {spread:g}"
+        f"ev_spread = {spread:g}, battery_spread = {battery_spread:g}, "
+        f"battery_refill_hour = {refill_hour:g}"
     )
 
 

@@ -255,10 +255,12 @@ plt.show()
 # tanh-normal ``loc``. With the heads' outputs at zero the deterministic policy *is* the
 # controller; PPO then learns a correction, with exact log-probabilities (the prior is
 # recomputed from the stored observation when the loss re-runs the actor). ``mtmarl train
-# community`` does this with the same controller, EV charging spread over the night and
-# a deadband thermostat (``RuleBasedSelfConsumptionPolicy(env, ev_spread=0.6,
-# thermostat_deadband=0.9)``, ``model.action_prior=rule_based_spread``;
-# ``model.action_prior=rule_based`` does not spread the EVs).
+# community`` does this with the same controller, EV charging spread over the night, batteries
+# paced to last until the morning and a deadband thermostat
+# (``RuleBasedSelfConsumptionPolicy(env, ev_spread=0.6, battery_spread=1.0,
+# battery_refill_hour=5.0, thermostat_deadband=0.9)``,
+# ``model.action_prior=rule_based_spread``; ``model.action_prior=rule_based`` spreads and
+# paces nothing).
 
 from mtmarl.envs.community import RuleBasedSelfConsumptionPolicy  # noqa: E402
 from mtmarl.modules import ActionPrior  # noqa: E402

@@ -302,15 +302,32 @@ def _community_factory(
 #: on (env seed 30000; 64 / 32 / 16 days; benchmarks/community_prior_selection.py)
 COMMUNITY_EV_SPREAD = 0.6
 COMMUNITY_THERMOSTAT_DEADBAND = 0.9
+#: the battery pacing of the ``rule_based_spread`` prior (``battery_spread``,
+#: ``battery_refill_hour`` of RuleBasedSelfConsumptionPolicy): the best mean return of a second
+#: grid at that deadband (ev_spread 0.5, 0.6, 0.75 x battery_spread 0, 0.5, 0.75, 1 x refill
+#: hour 4-8) on the same community and days (benchmarks/results/community/prior_selection.md)
+COMMUNITY_BATTERY_SPREAD = 1.0
+COMMUNITY_BATTERY_REFILL_HOUR = 5.0
 
 
-def _community_rule_based(env: EnvBase, *, ev_spread: float = 0.0):
+def _community_rule_based(
+    env: EnvBase,
+    *,
+    ev_spread: float = 0.0,
+    battery_spread: float = 0.0,
+    battery_refill_hour: float = 7.0,
+):
     """The community's rule-based self-consumption controller (``model.action_prior``), with
-    the deadband thermostat; ``ev_spread > 0`` spreads off-peak EV charging over the night."""
+    the deadband thermostat; ``ev_spread > 0`` spreads off-peak EV charging over the night,
+    ``battery_spread > 0`` paces the batteries' discharge until ``battery_refill_hour``."""
     from mtmarl.envs.community import RuleBasedSelfConsumptionPolicy
 
     return RuleBasedSelfConsumptionPolicy(
-        env, ev_spread=ev_spread, thermostat_deadband=COMMUNITY_THERMOSTAT_DEADBAND
+        env,
+        ev_spread=ev_spread,
+        thermostat_deadband=COMMUNITY_THERMOSTAT_DEADBAND,
+        battery_spread=battery_spread,
+        battery_refill_hour=battery_refill_hour,
     )
 
 
@@ -366,8 +383,12 @@ register_experiment(
         },
         action_priors={
             "rule_based": _community_rule_based,
+            # spread EV charging and paced batteries
             "rule_based_spread": functools.partial(
-                _community_rule_based, ev_spread=COMMUNITY_EV_SPREAD
+                _community_rule_based,
+                ev_spread=COMMUNITY_EV_SPREAD,
+                battery_spread=COMMUNITY_BATTERY_SPREAD,
+                battery_refill_hour=COMMUNITY_BATTERY_REFILL_HOUR,
             ),
         },
     )

@@ -285,11 +285,16 @@ def test_rule_based_prior_starts_the_actor_at_the_controller(tmp_path):
     assert all(torch.isfinite(torch.tensor(h["train/loss_objective"])) for h in result.history)
 
 
-def test_the_preset_prior_is_the_rule_based_controller_with_ev_spread_and_deadband(tmp_path):
+def test_the_preset_prior_is_the_rule_based_controller_with_spread_pacing_and_deadband(tmp_path):
     from torchrl.envs.utils import ExplorationType, set_exploration_type
 
     from mtmarl.envs.community.baselines import RuleBasedSelfConsumptionPolicy
-    from mtmarl.training.experiments import COMMUNITY_EV_SPREAD, COMMUNITY_THERMOSTAT_DEADBAND
+    from mtmarl.training.experiments import (
+        COMMUNITY_BATTERY_REFILL_HOUR,
+        COMMUNITY_BATTERY_SPREAD,
+        COMMUNITY_EV_SPREAD,
+        COMMUNITY_THERMOSTAT_DEADBAND,
+    )
 
     trainer = Trainer(community_config(), run_dir=tmp_path)
     assert trainer.config.model.action_prior == "rule_based_spread"
@@ -297,9 +302,18 @@ def test_the_preset_prior_is_the_rule_based_controller_with_ev_spread_and_deadba
         num_envs=2, device="cpu", seed=123, phase_mode=None, n_prosumers=4
     )
     rule = RuleBasedSelfConsumptionPolicy(
-        env, ev_spread=COMMUNITY_EV_SPREAD, thermostat_deadband=COMMUNITY_THERMOSTAT_DEADBAND
+        env,
+        ev_spread=COMMUNITY_EV_SPREAD,
+        thermostat_deadband=COMMUNITY_THERMOSTAT_DEADBAND,
+        battery_spread=COMMUNITY_BATTERY_SPREAD,
+        battery_refill_hour=COMMUNITY_BATTERY_REFILL_HOUR,
     )
     day = env.rollout(env.base_env.HORIZON, rule)  # a whole day: EVs plug in and charge
+    assert COMMUNITY_BATTERY_SPREAD > 0  # the batteries are paced: unpaced ones act otherwise
+    unpaced = RuleBasedSelfConsumptionPolicy(
+        env, ev_spread=COMMUNITY_EV_SPREAD, thermostat_deadband=COMMUNITY_THERMOSTAT_DEADBAND
+    )(day.exclude("next").clone())
+    assert not torch.allclose(unpaced["agents", "action", "power"], day["agents", "action", "power"])
     assert bool((day["agents", "action", "mode"] > 0).any())
     with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):
         ours = trainer.actor(day.exclude("next").clone())

@@ -31,7 +31,7 @@ import torch
 from tensordict import TensorDictBase
 from tensordict.nn import TensorDictModuleBase
 
-from mtmarl.envs.community.env import CommunityEnergyEnv
+from mtmarl.envs.community.env import _BATTERY_ETA, CommunityEnergyEnv
 
 __all__ = ["NoFlexibilityPolicy", "RuleBasedSelfConsumptionPolicy", "thermostat"]
 
@@ -45,6 +45,8 @@ _POWER = ("agents", "action", "power")
 _PLUGGED = CommunityEnergyEnv.CONTEXT_FEATURES.index("ev_plugged")
 _TO_DEPARTURE = CommunityEnergyEnv.CONTEXT_FEATURES.index("ev_time_to_departure")
 _NEED = CommunityEnergyEnv.CONTEXT_FEATURES.index("ev_energy_needed")
+_SIN_TOD = CommunityEnergyEnv.CONTEXT_FEATURES.index("sin_time_of_day")
+_COS_TOD = CommunityEnergyEnv.CONTEXT_FEATURES.index("cos_time_of_day")
 
 
 def thermostat(
@@ -173,7 +175,14 @@ class RuleBasedSelfConsumptionPolicy(TensorDictModuleBase):
       laxity; the deadline rule above still applies).
     * Battery: ``-(load + hvac + ev - pv) / p_max``, clipped to ``[-1, 1]``: it charges
       from the surplus and discharges to cover the deficit (the env keeps the state of
-      charge in ``[0, 1]``).
+      charge in ``[0, 1]``). With ``battery_spread = b > 0`` it discharges no faster than
+      ``1 / b`` times the pace that spreads the energy it holds evenly until
+      ``battery_refill_hour`` (when the next morning's PV starts to refill it):
+      ``soc * capacity * efficiency / hours_left / b``. A battery that covers every deficit
+      is empty by midnight, when the community's EV charging loads the transformer; a
+      paced one still covers part of each household's deficit through the night (the same
+      decentralised valley filling as ``ev_spread``, on the stored energy). Charging is
+      unchanged.
 
     Args:
         env (CommunityEnergyEnv): the env (or a ``TransformedEnv`` of it), for the devices'
@@ -190,6 +199,12 @@ class RuleBasedSelfConsumptionPolicy(TensorDictModuleBase):
         ev_spread (float): in ``[0, 1]``; the fraction of the slow charger's power below
             which a car's needed rate lets it wait in off-peak hours without PV surplus.
             ``0`` charges in every such step (the plain rules). Defaults to ``0.0``.
+        battery_spread (float): in ``[0, 1]``; the inverse multiple of the even pace
+            (stored energy over the hours to ``battery_refill_hour``) that caps the
+            battery's discharge; ``1`` spreads it evenly, ``0`` does not cap it (the plain
+            rules). Defaults to ``0.0``.
+        battery_refill_hour (float): local hour in ``[0, 24)`` by which a paced battery may
+            be empty. Defaults to ``7.0``.
 
     Examples:
         >>> env = CommunityEnergyEnv(n_prosumers=3, num_envs=2, seed=0)
@@ -206,6 +221,14 @@ class RuleBasedSelfConsumptionPolicy(TensorDictModuleBase):
         ...     peaks.append(env.rollout(96, policy)["next", "kpi", "peak"].amax().item())
         >>> bool(peaks[1] < 0.9 * peaks[0])
         True
+        >>> socs = []
+        >>> for battery_spread in (0.0, 0.75):  # at 1 a.m. a paced battery still holds energy
+        ...     _ = env.set_seed(1)
+        ...     policy = RuleBasedSelfConsumptionPolicy(env, battery_spread=battery_spread)
+        ...     td = env.rollout(96, policy)
+        ...     socs.append(td["agents", "device_state"][:, 52, :, 0].mean().item())
+        >>> bool(socs[1] > socs[0] + 0.1)
+        True
     """
 
     def __init__(
@@ -217,6 +240,8 @@ class RuleBasedSelfConsumptionPolicy(TensorDictModuleBase):
         cheap_price: float | None = None,
         deadline_margin: float = 1.0,
         ev_spread: float = 0.0,
+        battery_spread: float = 0.0,
+        battery_refill_hour: float = 7.0,
     ) -> None:
         base = _check_env(env, "RuleBasedSelfConsumptionPolicy")
         thermostat(torch.zeros(()), gain=thermostat_gain, deadband=thermostat_deadband)
@@ -229,6 +254,16 @@ class RuleBasedSelfConsumptionPolicy(TensorDictModuleBase):
             raise ValueError(
                 f"RuleBasedSelfConsumptionPolicy expected ev_spread in [0, 1], got {ev_spread}"
             )
+        if not 0.0 <= battery_spread <= 1.0:
+            raise ValueError(
+                f"RuleBasedSelfConsumptionPolicy expected battery_spread in [0, 1], got "
+                f"{battery_spread}"
+            )
+        if not 0.0 <= battery_refill_hour < 24.0:
+            raise ValueError(
+                f"RuleBasedSelfConsumptionPolicy expected battery_refill_hour in [0, 24), got "
+                f"{battery_refill_hour}"
+            )
         super().__init__()
         self.in_keys = [_FORECAST, _DEVICE, _CONTEXT, _RATINGS]
         self.out_keys = [_MODE, _POWER]
@@ -238,6 +273,8 @@ class RuleBasedSelfConsumptionPolicy(TensorDictModuleBase):
         self.thermostat_deadband = float(thermostat_deadband)
         self.deadline_margin = float(deadline_margin)
         self.ev_spread = float(ev_spread)
+        self.battery_spread = float(battery_spread)
+        self.battery_refill_hour = float(battery_refill_hour)
         self.register_buffer("rating_scales", torch.tensor(CommunityEnergyEnv.RATING_SCALES))
         self.register_buffer("chargers_kw", base._chargers.clone())  # (3,): off, slow, fast
         self.ev_efficiency = 0.9
@@ -280,4 +317,12 @@ class RuleBasedSelfConsumptionPolicy(TensorDictModuleBase):
         )
         net_kw = load + hvac_kw + ev_kw - pv
         battery = -net_kw / battery_kw
+        if self.battery_spread > 0:
+            hour = torch.atan2(context[..., _SIN_TOD], context[..., _COS_TOD]) * (12 / torch.pi)
+            hours_left = ((self.battery_refill_hour - hour) % 24.0).clamp_min(
+                CommunityEnergyEnv.DT_H
+            )
+            stored_kwh = device[..., 0] * ratings[..., _RATING["battery_kwh"]] * _BATTERY_ETA
+            pace_kw = stored_kwh / (hours_left * self.battery_spread)
+            battery = torch.maximum(battery, -pace_kw / battery_kw)
         return _write(tensordict, mode, battery, hvac)

@@ -172,6 +172,53 @@ def test_ev_spread_lowers_the_peak_and_still_meets_the_deadlines(env):
     assert delivered[1] == pytest.approx(delivered[0], rel=0.02)
 
 
+def _at_hour(td, hour):
+    """``td`` with the context's time of day set to ``hour`` (local)."""
+    context = td["agents", "context"].clone()
+    angle = torch.tensor(hour * 2 * torch.pi / 24)
+    context[..., 0], context[..., 1] = torch.sin(angle), torch.cos(angle)
+    return td.set(("agents", "context"), context)
+
+
+def test_battery_spread_caps_the_discharge_at_the_pace_to_the_refill_hour():
+    env = CommunityEnergyEnv(n_prosumers=3, num_envs=2, seed=0)
+    td = env.reset()
+    forecast = td["agents", "forecast"].clone()
+    forecast[..., 0, 0] = 0.0  # no PV
+    forecast[..., 0, 1] = 50.0  # a deficit no battery covers: the plain rule discharges fully
+    device = td["agents", "device_state"].clone()
+    device[..., 0] = 0.5
+    td.update({("agents", "forecast"): forecast, ("agents", "device_state"): device})
+    ratings = td["agents", "ratings"] * torch.tensor(CommunityEnergyEnv.RATING_SCALES)
+    battery_kw, battery_kwh = ratings[..., 0], ratings[..., 1]
+    plain = RuleBasedSelfConsumptionPolicy(env)
+    paced = RuleBasedSelfConsumptionPolicy(env, battery_spread=0.5, battery_refill_hour=7.0)
+    assert bool((plain(td.clone())["agents", "action", "power"][..., 0] == -1.0).all())
+    for hour, hours_left in ((22.0, 9.0), (3.0, 4.0), (6.5, 0.5)):
+        out = paced(_at_hour(td.clone(), hour))["agents", "action", "power"][..., 0]
+        pace_kw = 0.5 * battery_kwh * 0.95 / (hours_left * 0.5)
+        expected = torch.clamp(-pace_kw / battery_kw, min=-1.0)
+        torch.testing.assert_close(out, expected)
+    # charging from a PV surplus is unchanged
+    forecast[..., 0, 0], forecast[..., 0, 1] = 20.0, 0.0
+    td.set(("agents", "forecast"), forecast)
+    for policy in (plain, paced):
+        assert bool((policy(_at_hour(td.clone(), 13.0))["agents", "action", "power"][..., 0]
+                     == 1.0).all())
+
+
+def test_battery_spread_keeps_energy_for_the_night_and_lowers_the_overload(env):
+    plain = _episode(env, RuleBasedSelfConsumptionPolicy(env, ev_spread=0.6))
+    paced = _episode(env, RuleBasedSelfConsumptionPolicy(env, ev_spread=0.6, battery_spread=0.75))
+    t_1am = (24 + 1 - 12) * 4
+    soc = [td["agents", "device_state"][:, t_1am, :, 0].mean().item() for td in (plain, paced)]
+    assert soc[1] > soc[0] + 0.1
+    overload = [td["next", "kpi", "transformer_overload"].sum().item() for td in (plain, paced)]
+    assert overload[1] < overload[0]
+    zero = _episode(env, RuleBasedSelfConsumptionPolicy(env, ev_spread=0.6, battery_spread=0.0))
+    assert torch.equal(zero["agents", "action", "power"], plain["agents", "action", "power"])
+
+
 @pytest.mark.parametrize("cls", POLICIES)
 def test_a_thermostat_deadband_saves_heat_pump_energy_inside_the_band(env, cls):
     plain = _episode(env, cls(env))
@@ -213,6 +260,10 @@ def test_thermostat_and_bad_arguments():
         RuleBasedSelfConsumptionPolicy(env, deadline_margin=-1.0)
     with pytest.raises(ValueError, match=r"ev_spread in \[0, 1\], got 1.5"):
         RuleBasedSelfConsumptionPolicy(env, ev_spread=1.5)
+    with pytest.raises(ValueError, match=r"battery_spread in \[0, 1\], got -0.5"):
+        RuleBasedSelfConsumptionPolicy(env, battery_spread=-0.5)
+    with pytest.raises(ValueError, match=r"battery_refill_hour in \[0, 24\), got 24"):
+        RuleBasedSelfConsumptionPolicy(env, battery_refill_hour=24)
 
 
 def test_rule_based_reads_the_ratings_from_the_observation():
