@@ -24,7 +24,7 @@ covers every run present.
 
 Methods (all learned ones but ``MATPPO-scratch`` share the actor: the parameter-shared hybrid
 actor on MATPPO's LSTM forecast encoder, ``model.encoder=lstm``, centred on the rule-based
-controller with spread EV charging (``rule-spread``) by an :class:`~mtmarl.modules.ActionPrior`,
+controller with spread EV charging and paced batteries (``rule-spread``) by an :class:`~mtmarl.modules.ActionPrior`,
 ``model.action_prior=rule_based_spread``; they differ in the critic; every baseline's heat
 pumps run the priors' deadband thermostat, ``thermostat_deadband=COMMUNITY_THERMOSTAT_DEADBAND``,
 0.9, from ``community_prior_selection.py``):
@@ -32,7 +32,10 @@ pumps run the priors' deadband thermostat, ``thermostat_deadband=COMMUNITY_THERM
 * ``no-flex``: :class:`~mtmarl.envs.community.baselines.NoFlexibilityPolicy`;
 * ``rule-based``: :class:`~mtmarl.envs.community.baselines.RuleBasedSelfConsumptionPolicy`;
 * ``rule-spread``: the same with ``ev_spread=COMMUNITY_EV_SPREAD`` (0.6; off-peak EV
-  charging spread over the night): the learned methods' prior;
+  charging spread over the night) and paced batteries (``battery_spread=
+  COMMUNITY_BATTERY_SPREAD``, ``battery_refill_hour=COMMUNITY_BATTERY_REFILL_HOUR``: no faster
+  than a multiple of the pace that spreads the stored energy until the morning): the learned
+  methods' prior;
 * ``IPPO``: ``model.critic=local`` (per-agent critic on the agent's own observation);
 * ``MAPPO-MLP``: ``model.critic=mlp`` (MLP on the concatenated global state);
 * ``MATPPO``: ``model.critic=transformer`` (the ``community`` preset);
@@ -109,16 +112,17 @@ BUDGETS = {
 }
 #: Shared training overrides on top of the ``community`` preset (MATPPO), spelled out so that
 #: the table does not change when the preset does: every learned method starts from the
-#: rule-based controller with spread EV charging (``model.action_prior=rule_based_spread``,
-#: ``rule-spread`` below; a residual policy, initial
-#: exploration scale 0.3), samples EV levels from the env's deadline mask and runs GAE
+#: rule-based controller with spread EV charging and paced batteries
+#: (``model.action_prior=rule_based_spread``, ``rule-spread`` below; a residual policy, initial
+#: exploration scale 0.1, logit bonus 5 on the controller's EV level), samples EV levels from the env's deadline mask and runs GAE
 #: (lambda 0.99) on each prosumer's difference reward (``loss.agent_rewards``, the env's
 #: ``agent_rewards``).
 COMMON = [
     "model.hidden_size=32",
     "optim.lr=1e-3",
     "model.action_prior=rule_based_spread",
-    "model.init_scale=0.3",
+    "model.init_scale=0.1",
+    "model.action_prior_bonus=5",
     "loss.agent_rewards=true",
     "loss.lmbda=0.99",
     "run.progress=false",
@@ -137,6 +141,8 @@ LEARNED = {
         "model.critic=transformer",
         "model.action_prior=null",
         "model.init_scale=1.0",
+        # no prior: its bonus does nothing; the default keeps the runs' config (and resumable)
+        "model.action_prior_bonus=3.0",
     ],
 }
 #: ``--set`` overrides, applied last to every learned method (after ``COMMON``, ``LEARNED`` and
