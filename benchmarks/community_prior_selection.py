@@ -18,7 +18,7 @@ over the three sizes, chosen in two stages (``d`` and ``s`` without pacing, then
 
     OMP_NUM_THREADS=1 python benchmarks/community_prior_selection.py
     OMP_NUM_THREADS=1 python benchmarks/community_prior_selection.py --deadbands 0.9 \
-        --spreads 0.5 0.6 0.75 --battery-spreads 0 0.5 0.75 1 --refill-hours 6 7 8
+        --spreads 0.5 0.6 0.75 --battery-spreads 0 0.5 0.75 1 --refill-hours 4 5 6 7 8
 
 ``--eval`` rolls out on the benchmark's evaluation community instead (to report, not to
 choose).
@@ -51,9 +51,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=sorted(cr.BUDGETS))
     parser.add_argument("--spreads", type=float, nargs="+", default=list(SPREADS))
     parser.add_argument("--deadbands", type=float, nargs="+", default=list(DEADBANDS))
-    parser.add_argument(
-        "--battery-spreads", type=float, nargs="+", default=list(BATTERY_SPREADS)
-    )
+    parser.add_argument("--battery-spreads", type=float, nargs="+", default=list(BATTERY_SPREADS))
     parser.add_argument("--refill-hours", type=float, nargs="+", default=list(REFILL_HOURS))
     parser.add_argument("--eval", action="store_true", help="the evaluation community")
     args = parser.parse_args()

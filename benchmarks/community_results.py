@@ -24,10 +24,11 @@ covers every run present.
 
 Methods (all learned ones but ``MATPPO-scratch`` share the actor: the parameter-shared hybrid
 actor on MATPPO's LSTM forecast encoder, ``model.encoder=lstm``, centred on the rule-based
-controller with spread EV charging and paced batteries (``rule-spread``) by an :class:`~mtmarl.modules.ActionPrior`,
-``model.action_prior=rule_based_spread``; they differ in the critic; every baseline's heat
-pumps run the priors' deadband thermostat, ``thermostat_deadband=COMMUNITY_THERMOSTAT_DEADBAND``,
-0.9, from ``community_prior_selection.py``):
+controller with spread EV charging and paced batteries (``rule-spread``) by an
+:class:`~mtmarl.modules.ActionPrior`, ``model.action_prior=rule_based_spread``; they differ in
+the critic; every baseline's heat pumps run the priors' deadband thermostat,
+``thermostat_deadband=COMMUNITY_THERMOSTAT_DEADBAND``, 0.9, from
+``community_prior_selection.py``):
 
 * ``no-flex``: :class:`~mtmarl.envs.community.baselines.NoFlexibilityPolicy`;
 * ``rule-based``: :class:`~mtmarl.envs.community.baselines.RuleBasedSelfConsumptionPolicy`;
@@ -114,9 +115,10 @@ BUDGETS = {
 #: the table does not change when the preset does: every learned method starts from the
 #: rule-based controller with spread EV charging and paced batteries
 #: (``model.action_prior=rule_based_spread``, ``rule-spread`` below; a residual policy, initial
-#: exploration scale 0.1, logit bonus 5 on the controller's EV level), samples EV levels from the env's deadline mask and runs GAE
-#: (lambda 0.99) on each prosumer's difference reward (``loss.agent_rewards``, the env's
-#: ``agent_rewards``).
+#: exploration scale 0.1, logit bonus 5 on the controller's EV level; session 7's 0.3 and 3
+#: let the final iterates fall below the paced prior: results/community/ablation_exploration.md),
+#: samples EV levels from the env's deadline mask and runs GAE (lambda 0.99) on each
+#: prosumer's difference reward (``loss.agent_rewards``, the env's ``agent_rewards``).
 COMMON = [
     "model.hidden_size=32",
     "optim.lr=1e-3",

@@ -313,7 +313,8 @@ def test_the_preset_prior_is_the_rule_based_controller_with_spread_pacing_and_de
     unpaced = RuleBasedSelfConsumptionPolicy(
         env, ev_spread=COMMUNITY_EV_SPREAD, thermostat_deadband=COMMUNITY_THERMOSTAT_DEADBAND
     )(day.exclude("next").clone())
-    assert not torch.allclose(unpaced["agents", "action", "power"], day["agents", "action", "power"])
+    power = ("agents", "action", "power")
+    assert not torch.allclose(unpaced[power], day[power])
     assert bool((day["agents", "action", "mode"] > 0).any())
     with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):
         ours = trainer.actor(day.exclude("next").clone())

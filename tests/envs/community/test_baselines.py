@@ -203,8 +203,9 @@ def test_battery_spread_caps_the_discharge_at_the_pace_to_the_refill_hour():
     forecast[..., 0, 0], forecast[..., 0, 1] = 20.0, 0.0
     td.set(("agents", "forecast"), forecast)
     for policy in (plain, paced):
-        assert bool((policy(_at_hour(td.clone(), 13.0))["agents", "action", "power"][..., 0]
-                     == 1.0).all())
+        assert bool(
+            (policy(_at_hour(td.clone(), 13.0))["agents", "action", "power"][..., 0] == 1.0).all()
+        )
 
 
 def test_battery_spread_keeps_energy_for_the_night_and_lowers_the_overload(env):
