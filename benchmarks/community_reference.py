@@ -46,6 +46,11 @@ PRIOR = "rule-spread"
 _KEYS = ("cost", "peak_kw", "overload_hours", "comfort", "ev_unmet_kwh", "return")
 
 
+def _bound_name(peak_price: float) -> str:
+    """The table's row name of the bound at a peak price."""
+    return "bound" if peak_price == 0 else f"bound, peak price {peak_price:g}"
+
+
 def _summary(plan, rating_kw: float) -> dict[str, float]:
     over = (plan.exchange_kw.abs() - rating_kw) > 1e-6
     return {
@@ -68,7 +73,7 @@ def reference_rows(n: int) -> dict[str, dict[str, float]]:
         env.reset()
         start = time.perf_counter()
         plan = perfect_foresight_plan(env, peak_price=p)
-        name = "bound" if p == 0 else f"bound, peak price {p:g}"
+        name = _bound_name(p)
         rows[name] = _summary(plan, rating)
         print(n, name, rows[name], f"{time.perf_counter() - start:.1f}s", flush=True)
     env.set_seed(cr.EVAL_EPISODES_SEED)
@@ -150,7 +155,7 @@ def _plot(figure, path: Path) -> None:
     colours = {m: f"C{i}" for i, m in enumerate(cr.ORDER)}
     fig, axes = plt.subplots(1, len(figure), figsize=(5 * len(figure), 4), squeeze=False)
     for ax, (n, (measured, rows)) in zip(axes[0], figure.items()):
-        frontier = [rows["bound" if p == 0 else f"bound, peak price {p:g}"] for p in PEAK_PRICES]
+        frontier = [rows[_bound_name(p)] for p in PEAK_PRICES]
         ax.plot(
             [r["peak_kw"] for r in frontier],
             [r["cost"] for r in frontier],

@@ -31,7 +31,7 @@ import torch
 from tensordict import TensorDictBase
 from tensordict.nn import TensorDictModuleBase
 
-from mtmarl.envs.community.env import _BATTERY_ETA, CommunityEnergyEnv
+from mtmarl.envs.community.env import _BATTERY_ETA, _EV_ETA, CommunityEnergyEnv
 
 __all__ = ["NoFlexibilityPolicy", "RuleBasedSelfConsumptionPolicy", "thermostat"]
 
@@ -277,7 +277,7 @@ class RuleBasedSelfConsumptionPolicy(TensorDictModuleBase):
         self.battery_refill_hour = float(battery_refill_hour)
         self.register_buffer("rating_scales", torch.tensor(CommunityEnergyEnv.RATING_SCALES))
         self.register_buffer("chargers_kw", base._chargers.clone())  # (3,): off, slow, fast
-        self.ev_efficiency = 0.9
+        self.ev_efficiency = _EV_ETA
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         """Write the rule-based joint action into ``tensordict`` (returned)."""
