@@ -1,8 +1,12 @@
 """Losses torchrl does not ship, as torchrl ``LossModule`` subclasses."""
 
 from mtmarl.objectives.coma import COMALoss
+from mtmarl.objectives.reference_kl import ReferenceKLLoss, distribution_kl
 
 __all__ = [
     # counterfactual multi-agent policy gradients
     "COMALoss",
+    # anchoring a policy to a fixed reference
+    "ReferenceKLLoss",
+    "distribution_kl",
 ]

@@ -298,6 +298,11 @@ class LossConfig:
             broadcast over the agents -- per-agent credit assignment; the pooled global value
             stays on the team reward. The trainer checks at construction that the env writes
             that entry. Defaults to False.
+        reference_kl_coeff (float): MAPPO: weight of a KL penalty from the actor to its own
+            initial copy, ``coeff * KL(pi_theta || pi_0)`` per agent-step
+            (:class:`~mtmarl.objectives.ReferenceKLLoss`), added to the PPO losses: it
+            anchors a run that starts from a good policy (``model.action_prior``) where
+            PPO's clip only bounds each update; >= 0, 0 turns it off. Defaults to 0.0.
 
     Examples:
         >>> try:
@@ -317,6 +322,7 @@ class LossConfig:
     normalize_advantage: bool = True
     global_value_coeff: float = 1.0
     agent_rewards: bool = False
+    reference_kl_coeff: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("gamma", "lmbda"):
@@ -327,6 +333,10 @@ class LossConfig:
         _positive("loss", target_update_interval=self.target_update_interval)
         if self.entropy_coeff < 0:
             raise ConfigError(f"loss.entropy_coeff must be >= 0, got {self.entropy_coeff!r}")
+        if not self.reference_kl_coeff >= 0:
+            raise ConfigError(
+                f"loss.reference_kl_coeff must be >= 0, got {self.reference_kl_coeff!r}"
+            )
         if self.global_value_coeff < 0:
             raise ConfigError(
                 f"loss.global_value_coeff must be >= 0, got {self.global_value_coeff!r}"
@@ -477,6 +487,11 @@ class TrainConfig:
             raise ConfigError(
                 f"algorithm=coma trains its own counterfactual critic; model.critic must be "
                 f"'mlp' (the default), got {self.model.critic!r}"
+            )
+        if self.algorithm == "coma" and self.loss.reference_kl_coeff > 0:
+            raise ConfigError(
+                "loss.reference_kl_coeff anchors the MAPPO actor (algorithm=mappo); "
+                f"algorithm=coma needs it at 0, got {self.loss.reference_kl_coeff!r}"
             )
         if self.algorithm == "coma" and self.loss.agent_rewards:
             raise ConfigError(

@@ -148,7 +148,32 @@ class _EnvMaker:
         return env
 
 
-class _MAPPOWithGlobalValue(MAPPOLoss):
+class _MAPPOLoss(MAPPOLoss):
+    """``MAPPOLoss``, with an optional :class:`~mtmarl.objectives.ReferenceKLLoss` on the
+    distribution of the loss's own actor pass (``_log_weight`` returns it), so that the anchor
+    costs one forward pass of the frozen reference without gradients, not a second actor pass;
+    its frozen copy is a submodule, so the loss's ``state_dict`` (the checkpoint) holds it."""
+
+    def __init__(self, *args: Any, reference_kl: Any = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.reference_kl = reference_kl
+        self._penalty: TensorDictBase | None = None
+
+    def _log_weight(self, tensordict: TensorDictBase, adv_shape: torch.Size):
+        out = super()._log_weight(tensordict, adv_shape)
+        if self.reference_kl is not None:
+            self._penalty = self.reference_kl.penalty(out[1], tensordict)
+        return out
+
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        td_out = super().forward(tensordict)
+        if self._penalty is not None:
+            td_out.update(self._penalty)
+            self._penalty = None
+        return td_out
+
+
+class _MAPPOWithGlobalValue(_MAPPOLoss):
     """``MAPPOLoss`` that also fits a critic's pooled global value, from the same critic pass.
 
     ``loss_critic`` runs the critic on the minibatch, which then holds the global value
@@ -185,6 +210,10 @@ class _MAPPOWithGlobalValue(MAPPOLoss):
         return td_out
 
 
+#: the loss outputs besides ``loss_*`` that ``_update`` logs (as ``train/<name>``)
+_LOGGED = ("entropy", "clip_fraction", "kl_approx", "reference_kl")
+
+
 class _Concat(nn.Module):
     """``cat((*B, a), (*B, b), ...) -> (*B, a + b + ...)`` on the last dim."""
 
@@ -215,6 +244,11 @@ class Trainer:
     (``"state_value_global_target"``) and the loss ``loss_critic_global`` -- the PPO
     critic's distance (smooth L1) to it, weighted by ``loss.global_value_coeff``; both heads
     share the attention encoder.
+
+    With ``loss.reference_kl_coeff > 0`` a :class:`~mtmarl.objectives.ReferenceKLLoss` adds
+    ``loss_reference_kl``, the KL from the actor to a frozen copy of itself as built (e.g. the
+    controller of its ``model.action_prior``), to every minibatch's losses; the copy is saved
+    in the checkpoint, so a resumed run keeps its anchor.
 
     Args:
         config (TrainConfig): the validated configuration.
@@ -669,7 +703,13 @@ class Trainer:
             return loss
         from torchrl.modules import PopArtValueNorm
 
+        from mtmarl.objectives import ReferenceKLLoss
+
         options = {
+            # loss.reference_kl_coeff > 0: anchored to a frozen copy of the actor as built
+            "reference_kl": ReferenceKLLoss(self.actor, coeff=cfg.loss.reference_kl_coeff)
+            if cfg.loss.reference_kl_coeff > 0
+            else None,
             "value_norm": PopArtValueNorm(shape=1) if cfg.loss.value_norm else None,
             "clip_epsilon": cfg.loss.clip_epsilon,
             "entropy_coeff": cfg.loss.entropy_coeff,
@@ -685,7 +725,7 @@ class Trainer:
                 **options,
             )
         else:
-            loss = MAPPOLoss(self.actor, self.critic, **options)
+            loss = _MAPPOLoss(self.actor, self.critic, **options)
         keys = {
             "value": VALUE,
             "advantage": ADVANTAGE,
@@ -878,7 +918,7 @@ class Trainer:
                 # accumulate on device; converted to floats once per iteration (no host sync
                 # per minibatch)
                 for k, v in losses.items():
-                    if k.startswith("loss_") or k in ("entropy", "clip_fraction", "kl_approx"):
+                    if k.startswith("loss_") or k in _LOGGED:
                         v = v.detach().mean()
                         sums[k] = sums[k] + v if k in sums else v
                 sums["grad_norm"] = sums["grad_norm"] + grad_norm if count else grad_norm

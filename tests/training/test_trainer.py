@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 
 import pytest
@@ -286,3 +287,27 @@ def test_phasic_mappo_solves_movebox(difficulty, tmp_path):
     cfg = apply_overrides(get_experiment(f"movebox-{difficulty}").config, ["run.progress=false"])
     result = train(cfg, run_dir=tmp_path)
     assert result.evaluation.success_rate >= 0.9
+
+
+@pytest.mark.parametrize("variant", ["basic", "recurrent"])
+def test_a_strong_reference_kl_keeps_the_actor_near_its_initial_copy(variant, tmp_path):
+    algorithm = "mappo"
+
+    def drift(*extra):
+        cfg = bandit_config(variant, algorithm, "collector.iterations=5", *extra)
+        trainer = Trainer(cfg, env_fn=bandit_env_fn, max_episode_steps=HORIZON, run_dir=tmp_path)
+        start = [p.detach().clone() for p in trainer.actor.parameters()]
+        trainer.train()
+        shutil.rmtree(tmp_path)
+        moved = [p.detach() - s for p, s in zip(trainer.actor.parameters(), start, strict=True)]
+        return float(torch.sqrt(sum((m**2).sum() for m in moved))), trainer
+
+    free, _ = drift()
+    anchored, trainer = drift("loss.reference_kl_coeff=100.0")
+    assert anchored < 0.5 * free
+    assert all(h["train/reference_kl"] >= 0 for h in trainer.history)
+
+
+def test_reference_kl_is_mappo_only():
+    with pytest.raises(ConfigError, match="algorithm=coma needs it at 0, got 0.5"):
+        bandit_config("basic", "coma", "loss.reference_kl_coeff=0.5")

@@ -361,3 +361,37 @@ def test_an_injected_actor_is_used_as_it_is(tmp_path):
     assert _has(built.actor, ActionPrior)
     own = Trainer(community_config(), run_dir=tmp_path / "b", actor=built.actor)
     assert own.actor is built.actor
+
+
+# ------------------------------------------------------------------ reference-KL anchor
+def test_reference_kl_anchors_the_actor_to_its_initial_copy_and_resumes(tmp_path):
+    cfg = community_config("loss.reference_kl_coeff=0.5")
+    trainer = Trainer(cfg, run_dir=tmp_path)
+    initial = {k: v.clone() for k, v in trainer.actor.state_dict().items()}
+    reference = trainer.loss_module.reference_kl.reference_network
+    for key, value in reference.state_dict().items():
+        torch.testing.assert_close(value, initial[key], rtol=0, atol=0)
+    result = trainer.train()
+    kls = [h["train/reference_kl"] for h in result.history]
+    assert kls[0] >= 0 and kls[-1] > 0  # the actor moved away from its copy, which did not
+    assert all("train/loss_reference_kl" in h for h in result.history)
+    for key, value in reference.state_dict().items():
+        torch.testing.assert_close(value, initial[key], rtol=0, atol=0)
+    # a resumed run anchors to the same initial actor, from the checkpoint
+    saved = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)["loss_module"]
+    assert any(k.startswith("reference_kl.reference_network.") for k in saved)
+    resumed = Trainer(
+        apply_overrides(cfg, ["collector.iterations=3"]), run_dir=tmp_path, resume=True
+    )
+    for key, value in resumed.loss_module.reference_kl.reference_network.state_dict().items():
+        torch.testing.assert_close(value, initial[key], rtol=0, atol=0)
+    assert community_config().loss.reference_kl_coeff == 0.1  # the preset anchors its actor
+    off = Trainer(community_config("loss.reference_kl_coeff=0"), run_dir=tmp_path / "off")
+    assert off.loss_module.reference_kl is None
+
+
+def test_bad_reference_kl_coeff_fails_at_construction():
+    from mtmarl.training import LossConfig
+
+    with pytest.raises(ConfigError, match="loss.reference_kl_coeff must be >= 0, got -0.1"):
+        LossConfig(reference_kl_coeff=-0.1)
