@@ -117,8 +117,10 @@ BUDGETS = {
 #: (``model.action_prior=rule_based_spread``, ``rule-spread`` below; a residual policy, initial
 #: exploration scale 0.1, logit bonus 5 on the controller's EV level; session 7's 0.3 and 3
 #: let the final iterates fall below the paced prior: results/community/ablation_exploration.md),
-#: samples EV levels from the env's deadline mask and runs GAE (lambda 0.99) on each
-#: prosumer's difference reward (``loss.agent_rewards``, the env's ``agent_rewards``).
+#: samples EV levels from the env's deadline mask, runs GAE (lambda 0.99) on each
+#: prosumer's difference reward (``loss.agent_rewards``, the env's ``agent_rewards``) and is
+#: anchored to its initial actor by a KL penalty (``loss.reference_kl_coeff=0.1``; without it
+#: the final iterates drifted below the prior: results/community/ablation_reference_kl.md).
 COMMON = [
     "model.hidden_size=32",
     "optim.lr=1e-3",
@@ -127,6 +129,7 @@ COMMON = [
     "model.action_prior_bonus=5",
     "loss.agent_rewards=true",
     "loss.lmbda=0.99",
+    "loss.reference_kl_coeff=0.1",
     "run.progress=false",
     "eval.keep_best=true",
 ]
@@ -145,6 +148,8 @@ LEARNED = {
         "model.init_scale=1.0",
         # no prior: its bonus does nothing; the default keeps the runs' config (and resumable)
         "model.action_prior_bonus=3.0",
+        # and no anchor: it would hold the actor at its random initialisation
+        "loss.reference_kl_coeff=0",
     ],
 }
 #: ``--set`` overrides, applied last to every learned method (after ``COMMON``, ``LEARNED`` and
