@@ -9,6 +9,11 @@ a car is plugged in and still needs energy::
 
     OMP_NUM_THREADS=1 python benchmarks/community_hourly.py --method MATPPO --seed 0
 
+``--lp`` adds the perfect-foresight plan for the prior's EV levels (``prior EV + LP`` of
+``community_reference.py``: the best batteries and heat pumps for that EV schedule, run in the
+env), so the tables show at which hours, and with which device, the prior falls short of the
+optimum (a few seconds per episode at N = 10; ``--episodes`` draws fewer days).
+
 ``--set`` takes the same overrides the run was trained with (e.g. ``--set
 model.action_prior=rule_based`` for a run trained on the plain rules), ``--out`` the
 benchmark's output folder. The run must exist: this script never trains.
@@ -27,6 +32,9 @@ from torchrl.envs.utils import ExplorationType, set_exploration_type
 sys.path.insert(0, str(Path(__file__).parent))
 import community_results as cr  # noqa: E402
 
+from mtmarl.envs.community import perfect_foresight_plan  # noqa: E402
+
+_HVAC_KW = cr.CommunityEnergyEnv.RATING_FEATURES.index("hvac_kw")
 _PLUGGED = cr.CommunityEnergyEnv.CONTEXT_FEATURES.index("ev_plugged")
 _NEED = cr.CommunityEnergyEnv.CONTEXT_FEATURES.index("ev_energy_needed")
 
@@ -36,10 +44,13 @@ def hourly(td, rating_kw: float) -> str:
     k = td["next", "kpi"]
     over = k["transformer_overload"][..., 0] * rating_kw
     mode = td["agents", "action", "mode"]
+    hvac_kw = td["agents", "action", "power"][..., 1].abs() * (
+        td["agents", "ratings"][..., _HVAC_KW] * cr.CommunityEnergyEnv.RATING_SCALES[_HVAC_KW]
+    )
     rows = [
         "| hour | cost | import kW | over rating kW | cars slow | cars fast | battery SoC | "
-        "battery cmd |",
-        "|---|---|---|---|---|---|---|---|",
+        "battery cmd | heat pumps kW | indoor temp |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for h in range(24):
         s = slice(4 * h, 4 * h + 4)
@@ -49,7 +60,9 @@ def hourly(td, rating_kw: float) -> str:
             f"{(mode[:, s] == 1).float().sum(-1).mean():.2f} | "
             f"{(mode[:, s] == 2).float().sum(-1).mean():.2f} | "
             f"{td['agents', 'device_state'][:, s, :, 0].mean():.2f} | "
-            f"{td['agents', 'action', 'power'][:, s, :, 0].mean():.2f} |"
+            f"{td['agents', 'action', 'power'][:, s, :, 0].mean():.2f} | "
+            f"{hvac_kw[:, s].sum(-1).mean():.1f} | "
+            f"{td['agents', 'device_state'][:, s, :, 2].mean():.2f} |"
         )
     return "\n".join(rows)
 
@@ -80,6 +93,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=10, choices=sorted(cr.BUDGETS))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/community"))
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--lp", action="store_true", help="add the prior EV + LP plan")
+    parser.add_argument("--episodes", type=int, default=None, help="default: the size's days")
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     run_dir = args.out / "runs" / f"n{args.size}-{args.method}-seed{args.seed}"
@@ -88,20 +103,36 @@ def main() -> None:
     cr.EXTRA[:] = args.set
     trainer, _ = cr.train_run(args.method, args.size, args.seed, args.out)
     trainer.load_best()
-    episodes = cr.BUDGETS[args.size]["test_episodes"]
+    episodes = args.episodes or cr.BUDGETS[args.size]["test_episodes"]
     env = cr.eval_env(args.size, episodes, trainer.config.variant)
     policies = {name: cls(env) for name, cls in cr.BASELINES.items() if name != "no-flex"}
     policies[args.method] = trainer.actor
     rating_kw = env.base_env.transformer_rating_kw
-    for name, policy in policies.items():
-        td = cr.rollout(env, policy, deterministic=True)
+
+    def show(name, td):
         kpi = cr.kpis(td)
         print(
             f"\n### {name}: cost {kpi['cost']:.2f}, peak {kpi['peak_kw']:.1f} kW, overload "
             f"{kpi['overload_hours']:.2f} h, return {kpi['return']:.2f}\n\n"
             f"{hourly(td, rating_kw)}"
         )
-    print(f"\n### {args.method}: EV-level probabilities\n\n{mode_probabilities(trainer.actor, td)}")
+
+    rollouts = {
+        name: cr.rollout(env, policy, deterministic=True) for name, policy in policies.items()
+    }
+    for name, td in rollouts.items():
+        show(name, td)
+    if args.lp:
+        env.set_seed(cr.EVAL_EPISODES_SEED)  # the same days, from the same reset
+        reset = env.reset()
+        plan = perfect_foresight_plan(
+            env, ev_modes=rollouts["rule-spread"]["agents", "action", "mode"]
+        )
+        show("rule-spread EV + LP", plan.rollout(env, reset))
+    actor_td = rollouts[args.method]
+    print(
+        f"\n### {args.method}: EV-level probabilities\n\n{mode_probabilities(trainer.actor, actor_td)}"
+    )
 
 
 if __name__ == "__main__":
