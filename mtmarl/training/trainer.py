@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from tensordict import TensorDictBase
@@ -38,6 +38,9 @@ from mtmarl.training.config import ConfigError, TrainConfig, config_from_yaml, c
 from mtmarl.training.evaluation import EvalResult, evaluate_policy
 from mtmarl.training.experiments import Experiment, get_experiment
 from mtmarl.training.plotting import plot_learning_curve
+
+if TYPE_CHECKING:
+    from mtmarl.objectives import ReferenceKLLoss
 
 __all__ = ["TrainResult", "Trainer", "train"]
 
@@ -154,7 +157,9 @@ class _MAPPOLoss(MAPPOLoss):
     costs one forward pass of the frozen reference without gradients, not a second actor pass;
     its frozen copy is a submodule, so the loss's ``state_dict`` (the checkpoint) holds it."""
 
-    def __init__(self, *args: Any, reference_kl: Any = None, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, reference_kl: ReferenceKLLoss | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.reference_kl = reference_kl
         self._penalty: TensorDictBase | None = None
