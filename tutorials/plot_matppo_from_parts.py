@@ -20,7 +20,8 @@ wired into torchrl's ``Collector``, ``MultiAgentGAE`` and ``ClipPPOLoss`` (as ``
   global value by its own GAE target on the community reward;
 * how to look at the critic's attention over the prosumers;
 * how to start the actor at the rule-based controller with an
-  :class:`~mtmarl.modules.ActionPrior`, so that PPO learns a residual on top of it;
+  :class:`~mtmarl.modules.ActionPrior`, so that PPO learns a residual on top of it, and
+  keep it near the controller with a :class:`~mtmarl.objectives.ReferenceKLLoss`;
 * how to bound what any policy can reach on a day with a perfect-foresight linear program.
 """
 
@@ -280,6 +281,37 @@ r_residual = day_residual["next", "reward"].sum().item()
 r_rule = day_rule["next", "reward"].sum().item()
 print(f"return of one day: residual actor at init {r_residual:.3f}, rule-based {r_rule:.3f}")
 assert abs(r_residual - r_rule) < 0.05 * abs(r_rule)
+
+# %%
+# Keeping PPO near the controller
+# -------------------------------
+# PPO's clip bounds each update against the previous iterate, not the sum of the updates: a
+# run that starts at a good controller can drift away from it, iteration after iteration.
+# :class:`~mtmarl.objectives.ReferenceKLLoss` adds ``coeff * KL(pi_theta || pi_0)``, with
+# ``pi_0`` a frozen copy of the actor as it is now (the controller), in closed form per
+# agent-step (the EV levels' categorical plus the pre-tanh normals of the powers). Its
+# ``loss_reference_kl`` is one more term to add to the PPO losses:
+# ``out = loss(batch).update(anchor(batch))``. ``mtmarl train community`` does this with
+# ``loss.reference_kl_coeff=0.1``, handing the anchor the distribution of the PPO loss's own
+# actor pass (:meth:`~mtmarl.objectives.ReferenceKLLoss.penalty`), so that only the frozen
+# copy runs a second time. Here: a nudge of the heads moves the policy away from the copy,
+# and a few steps on the penalty alone bring it back.
+
+from mtmarl.objectives import ReferenceKLLoss  # noqa: E402
+
+anchor = ReferenceKLLoss(residual, coeff=0.1)
+steps = day_residual.exclude("next")
+with torch.no_grad():
+    residual.module[0][1].module.continuous[-1].bias.add_(0.3)  # a drift of the powers
+kl_nudged = anchor(steps)["reference_kl"].item()
+anchor_optim = torch.optim.Adam(residual.parameters(), lr=1e-2)
+for _ in range(20):
+    anchor_optim.zero_grad()
+    anchor(steps)["loss_reference_kl"].backward()
+    anchor_optim.step()
+kl_after = anchor(steps)["reference_kl"].item()
+print(f"KL to the controller per agent-step: nudged {kl_nudged:.3f}, after 20 steps {kl_after:.3f}")
+assert kl_after < kl_nudged
 
 # %%
 # How far from the best possible day
