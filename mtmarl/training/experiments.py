@@ -308,6 +308,12 @@ COMMUNITY_THERMOSTAT_DEADBAND = 0.9
 #: hour 4-8) on the same community and days (benchmarks/results/community/prior_selection.md)
 COMMUNITY_BATTERY_SPREAD = 1.0
 COMMUNITY_BATTERY_REFILL_HOUR = 5.0
+#: the heat pumps' pre-heating of the ``rule_based_preheat`` prior (``preheat_target``,
+#: ``preheat_hours``): the best mean return of a third grid at the values above (target 0, 0.2,
+#: 0.3, 0.45, 0.6 x window from 11-14 h to 16 h) on the same community and days; not the
+#: preset's prior yet (benchmarks/results/community/prior_selection.md, stage 3)
+COMMUNITY_PREHEAT_TARGET = 0.2
+COMMUNITY_PREHEAT_HOURS = (13.0, 16.0)
 
 
 def _community_rule_based(
@@ -316,10 +322,13 @@ def _community_rule_based(
     ev_spread: float = 0.0,
     battery_spread: float = 0.0,
     battery_refill_hour: float = 7.0,
+    preheat_target: float = 0.0,
+    preheat_hours: tuple[float, float] = (12.0, 16.0),
 ):
     """The community's rule-based self-consumption controller (``model.action_prior``), with
     the deadband thermostat; ``ev_spread > 0`` spreads off-peak EV charging over the night,
-    ``battery_spread > 0`` paces the batteries' discharge until ``battery_refill_hour``."""
+    ``battery_spread > 0`` paces the batteries' discharge until ``battery_refill_hour``,
+    ``preheat_target > 0`` pre-conditions the homes in ``preheat_hours``."""
     from mtmarl.envs.community import RuleBasedSelfConsumptionPolicy
 
     return RuleBasedSelfConsumptionPolicy(
@@ -328,6 +337,8 @@ def _community_rule_based(
         thermostat_deadband=COMMUNITY_THERMOSTAT_DEADBAND,
         battery_spread=battery_spread,
         battery_refill_hour=battery_refill_hour,
+        preheat_target=preheat_target,
+        preheat_hours=preheat_hours,
     )
 
 
@@ -406,6 +417,15 @@ register_experiment(
                 ev_spread=COMMUNITY_EV_SPREAD,
                 battery_spread=COMMUNITY_BATTERY_SPREAD,
                 battery_refill_hour=COMMUNITY_BATTERY_REFILL_HOUR,
+            ),
+            # ... and pre-heated homes in the afternoon
+            "rule_based_preheat": functools.partial(
+                _community_rule_based,
+                ev_spread=COMMUNITY_EV_SPREAD,
+                battery_spread=COMMUNITY_BATTERY_SPREAD,
+                battery_refill_hour=COMMUNITY_BATTERY_REFILL_HOUR,
+                preheat_target=COMMUNITY_PREHEAT_TARGET,
+                preheat_hours=COMMUNITY_PREHEAT_HOURS,
             ),
         },
     )

@@ -395,3 +395,42 @@ def test_bad_reference_kl_coeff_fails_at_construction():
 
     with pytest.raises(ConfigError, match="loss.reference_kl_coeff must be >= 0, got -0.1"):
         LossConfig(reference_kl_coeff=-0.1)
+
+
+def test_the_preheat_prior_is_the_spread_prior_with_pre_heating(tmp_path):
+    from torchrl.envs.utils import ExplorationType, set_exploration_type
+
+    from mtmarl.envs.community.baselines import RuleBasedSelfConsumptionPolicy
+    from mtmarl.training.experiments import (
+        COMMUNITY_BATTERY_REFILL_HOUR,
+        COMMUNITY_BATTERY_SPREAD,
+        COMMUNITY_EV_SPREAD,
+        COMMUNITY_PREHEAT_HOURS,
+        COMMUNITY_PREHEAT_TARGET,
+        COMMUNITY_THERMOSTAT_DEADBAND,
+    )
+
+    trainer = Trainer(community_config("model.action_prior=rule_based_preheat"), run_dir=tmp_path)
+    env = get_experiment("community").env_factory(
+        num_envs=2, device="cpu", seed=123, phase_mode=None, n_prosumers=4
+    )
+    kwargs = {
+        "ev_spread": COMMUNITY_EV_SPREAD,
+        "thermostat_deadband": COMMUNITY_THERMOSTAT_DEADBAND,
+        "battery_spread": COMMUNITY_BATTERY_SPREAD,
+        "battery_refill_hour": COMMUNITY_BATTERY_REFILL_HOUR,
+    }
+    rule = RuleBasedSelfConsumptionPolicy(
+        env,
+        **kwargs,
+        preheat_target=COMMUNITY_PREHEAT_TARGET,
+        preheat_hours=COMMUNITY_PREHEAT_HOURS,
+    )
+    day = env.rollout(env.base_env.HORIZON, rule)
+    power = ("agents", "action", "power")
+    spread = RuleBasedSelfConsumptionPolicy(env, **kwargs)(day.exclude("next").clone())
+    assert not torch.allclose(spread[power][..., 1], day[power][..., 1])  # the heat pumps
+    torch.testing.assert_close(spread[power][..., 0], day[power][..., 0])  # not the batteries
+    with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):
+        ours = trainer.actor(day.exclude("next").clone())
+    torch.testing.assert_close(ours[power], day[power], atol=0.05, rtol=0)

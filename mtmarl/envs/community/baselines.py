@@ -47,6 +47,7 @@ _TO_DEPARTURE = CommunityEnergyEnv.CONTEXT_FEATURES.index("ev_time_to_departure"
 _NEED = CommunityEnergyEnv.CONTEXT_FEATURES.index("ev_energy_needed")
 _SIN_TOD = CommunityEnergyEnv.CONTEXT_FEATURES.index("sin_time_of_day")
 _COS_TOD = CommunityEnergyEnv.CONTEXT_FEATURES.index("cos_time_of_day")
+_T_OUT = CommunityEnergyEnv.CONTEXT_FEATURES.index("outdoor_temperature")
 
 
 def thermostat(
@@ -163,6 +164,15 @@ class RuleBasedSelfConsumptionPolicy(TensorDictModuleBase):
     per kWh):
 
     * HVAC: :func:`thermostat`; its electric power ``|u| * p_max_hvac`` counts as load.
+      With ``preheat_target = c > 0``, in the local hours ``preheat_hours`` the heat pump
+      pre-conditions the home: on a heating day (outdoor temperature below the comfort band)
+      it heats at least as much as a thermostat that holds ``+c`` half-bands, on a cooling
+      day (above the band) it cools toward ``-c``, so that the home can coast through the
+      evening's peak price and the night's EV charging (the perfect-foresight LP pre-heats
+      in the afternoon; ``benchmarks/results/community/hourly_n10.md``). The EV and battery
+      rules below see the thermostat's own power, not the pre-conditioning's: the extra
+      heat is bought from the grid at the afternoon's price, and the battery still fills
+      from the PV for the evening (as the LP does).
     * EV (only while plugged in with energy still needed; off otherwise): the *least*
       charging level that still meets the deadline (energy needed / efficiency over the
       hours left, with a ``deadline_margin``) if that is slow or fast; otherwise slow
@@ -205,6 +215,13 @@ class RuleBasedSelfConsumptionPolicy(TensorDictModuleBase):
             rules). Defaults to ``0.0``.
         battery_refill_hour (float): local hour in ``[0, 24)`` by which a paced battery may
             be empty. Defaults to ``7.0``.
+        preheat_target (float): in ``[0, 1)``; the normalised indoor temperature (half-bands
+            from the band's middle) the heat pump pre-conditions toward in
+            ``preheat_hours``, warm side on heating days and cool side on cooling days.
+            ``0`` does not pre-condition. Defaults to ``0.0``.
+        preheat_hours (tuple[float, float]): ``(start, end)`` local hours of the
+            pre-conditioning window, ``0 <= start < end <= 24``. Defaults to
+            ``(12.0, 16.0)``.
 
     Examples:
         >>> env = CommunityEnergyEnv(n_prosumers=3, num_envs=2, seed=0)
@@ -229,6 +246,15 @@ class RuleBasedSelfConsumptionPolicy(TensorDictModuleBase):
         ...     socs.append(td["agents", "device_state"][:, 52, :, 0].mean().item())
         >>> bool(socs[1] > socs[0] + 0.1)
         True
+        >>> temps = []
+        >>> for preheat_target in (0.0, 0.5):  # at 4 p.m. a pre-heated home is warmer
+        ...     _ = env.set_seed(1)
+        ...     policy = RuleBasedSelfConsumptionPolicy(
+        ...         env, thermostat_deadband=0.9, preheat_target=preheat_target)
+        ...     td = env.rollout(96, policy)
+        ...     temps.append(td["agents", "device_state"][:, 16, :, 2].mean().item())
+        >>> bool(temps[1] > temps[0] + 0.1)
+        True
     """
 
     def __init__(
@@ -242,6 +268,8 @@ class RuleBasedSelfConsumptionPolicy(TensorDictModuleBase):
         ev_spread: float = 0.0,
         battery_spread: float = 0.0,
         battery_refill_hour: float = 7.0,
+        preheat_target: float = 0.0,
+        preheat_hours: tuple[float, float] = (12.0, 16.0),
     ) -> None:
         base = _check_env(env, "RuleBasedSelfConsumptionPolicy")
         thermostat(torch.zeros(()), gain=thermostat_gain, deadband=thermostat_deadband)
@@ -264,6 +292,17 @@ class RuleBasedSelfConsumptionPolicy(TensorDictModuleBase):
                 f"RuleBasedSelfConsumptionPolicy expected battery_refill_hour in [0, 24), got "
                 f"{battery_refill_hour}"
             )
+        if not 0.0 <= preheat_target < 1.0:
+            raise ValueError(
+                f"RuleBasedSelfConsumptionPolicy expected preheat_target in [0, 1), got "
+                f"{preheat_target}"
+            )
+        hours = tuple(float(h) for h in preheat_hours)
+        if len(hours) != 2 or not 0.0 <= hours[0] < hours[1] <= 24.0:
+            raise ValueError(
+                f"RuleBasedSelfConsumptionPolicy expected preheat_hours (start, end) with "
+                f"0 <= start < end <= 24, got {tuple(preheat_hours)}"
+            )
         super().__init__()
         self.in_keys = [_FORECAST, _DEVICE, _CONTEXT, _RATINGS]
         self.out_keys = [_MODE, _POWER]
@@ -275,6 +314,9 @@ class RuleBasedSelfConsumptionPolicy(TensorDictModuleBase):
         self.ev_spread = float(ev_spread)
         self.battery_spread = float(battery_spread)
         self.battery_refill_hour = float(battery_refill_hour)
+        self.preheat_target = float(preheat_target)
+        self.preheat_hours = hours
+        self.comfort_band = tuple(float(t) for t in base.comfort_band)
         self.register_buffer("rating_scales", torch.tensor(CommunityEnergyEnv.RATING_SCALES))
         self.register_buffer("chargers_kw", base._chargers.clone())  # (3,): off, slow, fast
         self.ev_efficiency = _EV_ETA
@@ -292,6 +334,7 @@ class RuleBasedSelfConsumptionPolicy(TensorDictModuleBase):
         )
         ev_kwh = ratings[..., _RATING["ev_kwh"]]
         pv, load, price = forecast[..., 0, 0], forecast[..., 0, 1], forecast[..., 0, 2]
+        hour = torch.atan2(context[..., _SIN_TOD], context[..., _COS_TOD]) * (12 / torch.pi)
         hvac = thermostat(
             device[..., 2], gain=self.thermostat_gain, deadband=self.thermostat_deadband
         )
@@ -318,11 +361,27 @@ class RuleBasedSelfConsumptionPolicy(TensorDictModuleBase):
         net_kw = load + hvac_kw + ev_kw - pv
         battery = -net_kw / battery_kw
         if self.battery_spread > 0:
-            hour = torch.atan2(context[..., _SIN_TOD], context[..., _COS_TOD]) * (12 / torch.pi)
             hours_left = ((self.battery_refill_hour - hour) % 24.0).clamp_min(
                 CommunityEnergyEnv.DT_H
             )
             stored_kwh = device[..., 0] * ratings[..., _RATING["battery_kwh"]] * _BATTERY_ETA
             pace_kw = stored_kwh / (hours_left * self.battery_spread)
             battery = torch.maximum(battery, -pace_kw / battery_kw)
+        if self.preheat_target > 0:  # after the battery: the extra heat comes from the grid
+            hvac = self._precondition(hvac, device[..., 2], hour % 24.0, context[..., _T_OUT])
         return _write(tensordict, mode, battery, hvac)
+
+    def _precondition(
+        self, hvac: torch.Tensor, temp: torch.Tensor, hour: torch.Tensor, t_out: torch.Tensor
+    ) -> torch.Tensor:
+        """Heat toward ``+preheat_target`` (cool toward ``-preheat_target``) in the window on
+        heating (cooling) days; ``(*B, N)`` in and out."""
+        start, end = self.preheat_hours
+        window = (hour >= start) & (hour < end)
+        outdoor = t_out * 10.0 + 20.0  # the observation's (T_out - 20) / 10
+        low, high = self.comfort_band
+        c, gain = self.preheat_target, self.thermostat_gain
+        heat = torch.maximum(hvac, thermostat(temp - c, gain=gain).clamp_min(0.0))
+        cool = torch.minimum(hvac, thermostat(temp + c, gain=gain).clamp_max(0.0))
+        hvac = torch.where(window & (outdoor < low), heat, hvac)
+        return torch.where(window & (outdoor > high), cool, hvac)

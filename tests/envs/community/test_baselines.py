@@ -220,6 +220,52 @@ def test_battery_spread_keeps_energy_for_the_night_and_lowers_the_overload(env):
     assert torch.equal(zero["agents", "action", "power"], plain["agents", "action", "power"])
 
 
+def _outdoor(td, celsius):
+    """``td`` with the context's outdoor temperature set to ``celsius``."""
+    context = td["agents", "context"].clone()
+    context[..., 4] = (celsius - 20.0) / 10.0
+    return td.set(("agents", "context"), context)
+
+
+def test_preheat_heats_toward_the_target_in_the_window_on_heating_days_and_cools_on_cooling_days():
+    env = CommunityEnergyEnv(n_prosumers=3, num_envs=2, seed=0)
+    td = env.reset()
+    device = td["agents", "device_state"].clone()
+    device[..., 2] = 0.0  # the band's middle: the deadband thermostat idles
+    td.set(("agents", "device_state"), device)
+    plain = RuleBasedSelfConsumptionPolicy(env, thermostat_deadband=0.9)
+    pre = RuleBasedSelfConsumptionPolicy(env, thermostat_deadband=0.9, preheat_target=0.5)
+    hvac = ("agents", "action", "power")
+
+    def u(policy, hour, celsius):
+        return policy(_outdoor(_at_hour(td.clone(), hour), celsius))[hvac][..., 1]
+
+    assert bool((u(plain, 13.0, 5.0) == 0).all())
+    # heating day, in the window: the thermostat that holds +0.5 (gain 2: full power)
+    torch.testing.assert_close(u(pre, 13.0, 5.0), torch.full((2, 3), 1.0))
+    torch.testing.assert_close(u(pre, 13.0, 30.0), torch.full((2, 3), -1.0))  # cooling day
+    for hour, celsius in ((13.0, 22.0), (11.0, 5.0), (16.0, 5.0), (20.0, 30.0)):
+        # a mild day inside the band, or outside the window [12, 16): the plain rule
+        torch.testing.assert_close(u(pre, hour, celsius), u(plain, hour, celsius))
+    # already warmer than the target: no cooling on a heating day
+    device[..., 2] = 0.8
+    td.set(("agents", "device_state"), device)
+    torch.testing.assert_close(u(pre, 13.0, 5.0), u(plain, 13.0, 5.0))
+
+
+def test_preheat_zero_is_the_plain_rule_and_a_window_is_checked(env):
+    plain = _episode(env, RuleBasedSelfConsumptionPolicy(env, thermostat_deadband=0.9))
+    zero = _episode(
+        env, RuleBasedSelfConsumptionPolicy(env, thermostat_deadband=0.9, preheat_target=0.0)
+    )
+    assert torch.equal(zero["agents", "action", "power"], plain["agents", "action", "power"])
+    with pytest.raises(ValueError, match=r"preheat_target in \[0, 1\), got 1.0"):
+        RuleBasedSelfConsumptionPolicy(env, preheat_target=1.0)
+    for hours in ((16.0, 12.0), (12.0, 25.0), (12.0,)):
+        with pytest.raises(ValueError, match="preheat_hours"):
+            RuleBasedSelfConsumptionPolicy(env, preheat_target=0.3, preheat_hours=hours)
+
+
 @pytest.mark.parametrize("cls", POLICIES)
 def test_a_thermostat_deadband_saves_heat_pump_energy_inside_the_band(env, cls):
     plain = _episode(env, cls(env))
