@@ -331,7 +331,7 @@ def test_bad_action_prior_fails_at_construction(tmp_path):
     with pytest.raises(
         ConfigError,
         match=r"not a controller of experiment 'community'; known: "
-        r"\['rule_based', 'rule_based_spread'\]",
+        r"\['rule_based', 'rule_based_preheat', 'rule_based_spread'\]",
     ):
         Trainer(community_config("model.action_prior=oracle"), run_dir=tmp_path)
     with pytest.raises(ConfigError, match="continuous_distribution=tanh_normal"):
