@@ -32,8 +32,6 @@ from torchrl.envs.utils import ExplorationType, set_exploration_type
 sys.path.insert(0, str(Path(__file__).parent))
 import community_results as cr  # noqa: E402
 
-from mtmarl.envs.community import perfect_foresight_plan  # noqa: E402
-
 _HVAC_KW = cr.CommunityEnergyEnv.RATING_FEATURES.index("hvac_kw")
 _PLUGGED = cr.CommunityEnergyEnv.CONTEXT_FEATURES.index("ev_plugged")
 _NEED = cr.CommunityEnergyEnv.CONTEXT_FEATURES.index("ev_energy_needed")
@@ -123,12 +121,8 @@ def main() -> None:
     for name, td in rollouts.items():
         show(name, td)
     if args.lp:
-        env.set_seed(cr.EVAL_EPISODES_SEED)  # the same days, from the same reset
-        reset = env.reset()
-        plan = perfect_foresight_plan(
-            env, ev_modes=rollouts["rule-spread"]["agents", "action", "mode"]
-        )
-        show("rule-spread EV + LP", plan.rollout(env, reset))
+        _, ran = cr.lp_rollout(env, rollouts["rule-spread"]["agents", "action", "mode"])
+        show("rule-spread EV + LP", ran)
     actor_td = rollouts[args.method]
     print(
         f"\n### {args.method}: EV-level probabilities\n\n{mode_probabilities(trainer.actor, actor_td)}"

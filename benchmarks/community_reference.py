@@ -76,10 +76,7 @@ def reference_rows(n: int) -> dict[str, dict[str, float]]:
         name = _bound_name(p)
         rows[name] = _summary(plan, rating)
         print(n, name, rows[name], f"{time.perf_counter() - start:.1f}s", flush=True)
-    env.set_seed(cr.EVAL_EPISODES_SEED)
-    td = env.reset()
-    plan = perfect_foresight_plan(env, ev_modes=prior["agents", "action", "mode"])
-    ran = plan.rollout(env, td)
+    plan, ran = cr.lp_rollout(env, prior["agents", "action", "mode"])
     returns = ran["next", "reward"].sum((1, 2)).double()
     # the env runs the plan; it matches the LP unless the LP heated and cooled (or charged and
     # discharged) at once, which the env's devices cannot do

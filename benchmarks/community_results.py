@@ -69,7 +69,7 @@ from pathlib import Path
 
 import torch
 
-from mtmarl.envs.community import CommunityEnergyEnv, clear_mid_market
+from mtmarl.envs.community import CommunityEnergyEnv, clear_mid_market, perfect_foresight_plan
 from mtmarl.envs.community.baselines import NoFlexibilityPolicy
 from mtmarl.training import Trainer, apply_overrides, get_experiment
 from mtmarl.training.experiments import COMMUNITY_THERMOSTAT_DEADBAND
@@ -201,6 +201,15 @@ def rollout(env, policy, *, deterministic: bool):
     mode = ExplorationType.DETERMINISTIC if deterministic else ExplorationType.RANDOM
     with torch.no_grad(), set_exploration_type(mode):
         return env.rollout(CommunityEnergyEnv.HORIZON, policy, break_when_any_done=False)
+
+
+def lp_rollout(env, ev_modes):
+    """The perfect-foresight plan for the EV levels ``ev_modes`` ``(E, T, N)`` (e.g. a
+    ``rollout``'s) on the evaluation days, and the env's run of it ``(E, T)``."""
+    env.set_seed(EVAL_EPISODES_SEED)  # the same days, from the same reset, as ``rollout``
+    td = env.reset()
+    plan = perfect_foresight_plan(env, ev_modes=ev_modes)
+    return plan, plan.rollout(env, td)
 
 
 def kpis(td) -> dict[str, float]:

@@ -342,6 +342,13 @@ def _community_rule_based(
     )
 
 
+_COMMUNITY_SPREAD_PRIOR = functools.partial(
+    _community_rule_based,
+    ev_spread=COMMUNITY_EV_SPREAD,
+    battery_spread=COMMUNITY_BATTERY_SPREAD,
+    battery_refill_hour=COMMUNITY_BATTERY_REFILL_HOUR,
+)
+
 register_experiment(
     Experiment(
         name="community",
@@ -412,18 +419,10 @@ register_experiment(
         action_priors={
             "rule_based": _community_rule_based,
             # spread EV charging and paced batteries
-            "rule_based_spread": functools.partial(
-                _community_rule_based,
-                ev_spread=COMMUNITY_EV_SPREAD,
-                battery_spread=COMMUNITY_BATTERY_SPREAD,
-                battery_refill_hour=COMMUNITY_BATTERY_REFILL_HOUR,
-            ),
+            "rule_based_spread": _COMMUNITY_SPREAD_PRIOR,
             # ... and pre-heated homes in the afternoon
             "rule_based_preheat": functools.partial(
-                _community_rule_based,
-                ev_spread=COMMUNITY_EV_SPREAD,
-                battery_spread=COMMUNITY_BATTERY_SPREAD,
-                battery_refill_hour=COMMUNITY_BATTERY_REFILL_HOUR,
+                _COMMUNITY_SPREAD_PRIOR,
                 preheat_target=COMMUNITY_PREHEAT_TARGET,
                 preheat_hours=COMMUNITY_PREHEAT_HOURS,
             ),
