@@ -33,6 +33,12 @@ kWh of unmet EV energy, so ``-reward_scale`` times it is the best achievable tea
 ``peak_price`` adds a price on each day's peak import (kW). Sweeping it traces the cost /
 peak frontier: the least cost at a given mean daily peak.
 
+The day ends at the episode's last step, and nothing after it counts: the plan empties the
+batteries by then if that pays, energy a policy that values the next day (a critic that
+bootstraps at the env's truncation) would keep. ``keep_battery_energy=True`` makes every
+battery end the day holding at least the energy it started with, which removes that
+end-of-horizon gain from the bound.
+
 Shape glossary: ``E`` envs (one episode each), ``T`` steps per episode
 (:attr:`CommunityEnergyEnv.HORIZON`, 96), ``N`` prosumers.
 """
@@ -78,6 +84,8 @@ class PerfectForesightPlan:
         exchange_kw (torch.Tensor): ``(E, T)`` the community's net import (``< 0`` export).
         battery_kw (torch.Tensor): ``(E, T, N)`` battery grid-side power (``> 0`` charging).
         ev_kw (torch.Tensor): ``(E, T, N)`` EV charging power.
+        battery_kwh (torch.Tensor): ``(E, T, N)`` energy stored in each battery at the end of
+            each step (kWh).
         hvac_kw (torch.Tensor): ``(E, T, N)`` signed heat-pump power (``> 0`` heating).
         ev_modes (torch.Tensor | None): ``(E, T, N)`` int64, the fixed EV levels the plan was
             made for, or ``None`` (relaxed EV charging: a bound, not a runnable plan).
@@ -114,6 +122,7 @@ class PerfectForesightPlan:
     exchange_kw: torch.Tensor
     battery_kw: torch.Tensor
     ev_kw: torch.Tensor
+    battery_kwh: torch.Tensor
     hvac_kw: torch.Tensor
     ev_modes: torch.Tensor | None
     battery_pmax: torch.Tensor
@@ -249,10 +258,17 @@ class _Program:
         return result.x
 
 
-def _check_args(env: object, peak_price: float, ev_modes) -> CommunityEnergyEnv:
+def _check_args(
+    env: object, peak_price: float, ev_modes, keep_battery_energy: bool
+) -> CommunityEnergyEnv:
     base = _check_env(env, _WHO)
     if not (isinstance(peak_price, (int, float)) and np.isfinite(peak_price) and peak_price >= 0):
         raise ValueError(f"{_WHO} expected a finite peak_price >= 0, got {peak_price!r}")
+    if not isinstance(keep_battery_energy, bool):
+        raise TypeError(
+            f"{_WHO} expected keep_battery_energy to be a bool, got "
+            f"{type(keep_battery_energy).__name__}"
+        )
     if bool((base._t != 0).any()):
         raise ValueError(
             f"{_WHO} plans whole episodes from their first step: expected every env at step "
@@ -307,7 +323,9 @@ def _dynamics(lp: _Program, state, inputs, *, decay, forcing, initial) -> None:
     )
 
 
-def _plan_episode(env: CommunityEnergyEnv, e: int, peak_price: float, modes) -> dict:
+def _plan_episode(
+    env: CommunityEnergyEnv, e: int, peak_price: float, modes, keep_battery_energy: bool
+) -> dict:
     T, N, dt = env.HORIZON, env.n_prosumers, env.DT_H
     f64 = lambda x: x.detach().double().cpu().numpy()  # noqa: E731
     pv, load, gains = (f64(x) for x in env._series[e, :T].unbind(-1))  # (T, N)
@@ -346,14 +364,17 @@ def _plan_episode(env: CommunityEnergyEnv, e: int, peak_price: float, modes) -> 
     peak = lp.var((1,), 0.0, np.inf, peak_price)  # the day's peak net import, kW
 
     eta = _BATTERY_ETA
+    bat_start = f64(env._bat_soc[e]) * bat_cap
     _dynamics(
         lp,
         stored,
         [(charge, eta * dt), (discharge, -dt / eta)],
         decay=1.0,
         forcing=zeros,
-        initial=f64(env._bat_soc[e]) * bat_cap,
+        initial=bat_start,
     )
+    if keep_battery_energy:  # stored[T - 1] >= the energy at the start of the day
+        lp.at_most([(stored[-1], -1.0)], -bat_start)
     _dynamics(lp, ev_energy, [(ev, _EV_ETA * dt)], decay=1.0, forcing=zeros, initial=ev_start)
     # the unmet energy of the car leaving at the end of step departure - 1
     leave = ev_energy[np.clip(departure - 1, 0, T - 1), np.arange(N)]
@@ -396,6 +417,7 @@ def _plan_episode(env: CommunityEnergyEnv, e: int, peak_price: float, modes) -> 
         "exchange_kw": exchange,
         "battery_kw": x[charge] - x[discharge],
         "ev_kw": x[ev],
+        "battery_kwh": x[stored],
         "hvac_kw": x[heat] - x[cool],
     }
 
@@ -405,6 +427,7 @@ def perfect_foresight_plan(
     *,
     peak_price: float = 0.0,
     ev_modes: torch.Tensor | None = None,
+    keep_battery_energy: bool = False,
 ) -> PerfectForesightPlan:
     """Plan every episode the env has just drawn with the whole day known (see the module).
 
@@ -425,12 +448,17 @@ def perfect_foresight_plan(
             policy's rollout on the same episodes; the plan is then runnable
             (:meth:`PerfectForesightPlan.actions`). ``None`` relaxes the charger to any power
             up to the fast level: the plan is a bound. Defaults to ``None``.
+        keep_battery_energy (bool): every battery ends the day with at least the energy it
+            started with, so the plan gains nothing from emptying the batteries before an
+            episode end that a bootstrapping critic looks past (see the module). Defaults to
+            ``False`` (the episode's own objective).
 
     Returns:
         PerfectForesightPlan: the optimal plan and its KPIs per episode.
 
     Raises:
-        TypeError: if ``env`` is not a community env, or ``ev_modes`` is not integer.
+        TypeError: if ``env`` is not a community env, ``ev_modes`` is not integer, or
+            ``keep_battery_energy`` is not a bool.
         ValueError: if an env is not at its first step, ``peak_price`` is negative or not
             finite, or ``ev_modes`` has the wrong shape or levels out of range.
         RuntimeError: if HiGHS does not reach the optimum.
@@ -447,10 +475,12 @@ def perfect_foresight_plan(
         >>> bool((plan.episode_return >= rules_return.double() - 1e-6).all())  # a bound
         True
     """
-    base = _check_args(env, peak_price, ev_modes)
+    base = _check_args(env, peak_price, ev_modes, keep_battery_energy)
     modes = None if ev_modes is None else ev_modes.detach().cpu().numpy()
     plans = [
-        _plan_episode(base, e, float(peak_price), None if modes is None else modes[e])
+        _plan_episode(
+            base, e, float(peak_price), None if modes is None else modes[e], keep_battery_energy
+        )
         for e in range(base.num_envs)
     ]
     stack = lambda k: torch.as_tensor(np.stack([p[k] for p in plans]))  # noqa: E731
@@ -473,6 +503,7 @@ def perfect_foresight_plan(
         exchange_kw=stack("exchange_kw"),
         battery_kw=stack("battery_kw"),
         ev_kw=stack("ev_kw"),
+        battery_kwh=stack("battery_kwh"),
         hvac_kw=stack("hvac_kw"),
         ev_modes=None if ev_modes is None else ev_modes.detach().cpu().long(),
         battery_pmax=base._bat_pmax.detach().double().cpu(),

@@ -109,6 +109,29 @@ def test_a_peak_price_trades_cost_for_a_lower_peak(env):
     )
 
 
+def test_keeping_the_battery_energy_removes_the_end_of_day_gain(env):
+    free, kept = _plan(env), _plan(env, keep_battery_energy=True)
+    start = (env._bat_soc * env._bat_cap).double()  # (E, N) kWh at the start of the day
+    for plan in (free, kept):
+        assert plan.battery_kwh.shape == (env.num_envs, env.HORIZON, env.n_prosumers)
+        assert bool((plan.battery_kwh >= -1e-6).all())
+        assert bool((plan.battery_kwh <= env._bat_cap.double() + 1e-6).all())
+    # the episode's own optimum empties batteries for a day that never comes ...
+    assert bool((free.battery_kwh[:, -1] < start - 1e-3).any())
+    # ... the kept plan ends every battery at least where it started, at a lower return
+    assert bool((kept.battery_kwh[:, -1] >= start - 1e-6).all())
+    assert bool((kept.episode_return <= free.episode_return + 1e-6).all())
+    assert float((free.episode_return - kept.episode_return).max()) > 1e-3
+    # idle batteries keep their energy: the no-flex controller stays below the kept bound
+    idle = _rollout(env, NoFlexibilityPolicy(env))["next", "reward"].sum((1, 2)).double()
+    assert bool((kept.episode_return >= idle - 1e-6).all())
+    # and a runnable kept plan is what the env gives when it runs it
+    rules = _rollout(env, RuleBasedSelfConsumptionPolicy(env))
+    plan = _plan(env, ev_modes=rules["agents", "action", "mode"], keep_battery_energy=True)
+    ret, _, _ = _run(env, plan)
+    torch.testing.assert_close(ret, plan.episode_return, atol=2e-3, rtol=1e-4)
+
+
 def test_a_transformed_env_is_planned_through_its_base():
     factory = get_experiment("community").env_factory
     env = factory(num_envs=2, device="cpu", seed=0, phase_mode="phase", n_prosumers=3)
@@ -137,6 +160,8 @@ def test_bad_input_fails_before_any_solve(env):
         perfect_foresight_plan(env, ev_modes=torch.zeros(E, T, N))
     with pytest.raises(ValueError, match=r"ev_modes in \[0, 2\]"):
         perfect_foresight_plan(env, ev_modes=torch.full((E, T, N), 3))
+    with pytest.raises(TypeError, match="keep_battery_energy to be a bool, got int"):
+        perfect_foresight_plan(env, keep_battery_energy=1)
     env.step(td.update(RuleBasedSelfConsumptionPolicy(env)(td.clone())))
     with pytest.raises(ValueError, match="every env at step 0"):
         perfect_foresight_plan(env)
