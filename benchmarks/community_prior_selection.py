@@ -21,7 +21,8 @@ over the three sizes, chosen in two stages (``d`` and ``s`` without pacing, then
         --spreads 0.5 0.6 0.75 --battery-spreads 0 0.5 0.75 1 --refill-hours 4 5 6 7 8
 
 A third stage grids the heat pumps' pre-heating (``preheat_target`` and the window's opening
-hour, the window closing at 16 h) at the chosen values; it is not in the preset yet::
+hour, the window closing at 16 h) at the chosen values; its choice is the preset's prior
+since session 10::
 
     OMP_NUM_THREADS=1 python benchmarks/community_prior_selection.py --deadbands 0.9 \
         --spreads 0.6 --battery-spreads 1 --refill-hours 5 \

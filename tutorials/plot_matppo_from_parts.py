@@ -257,11 +257,12 @@ plt.show()
 # controller; PPO then learns a correction, with exact log-probabilities (the prior is
 # recomputed from the stored observation when the loss re-runs the actor). ``mtmarl train
 # community`` does this with the same controller, EV charging spread over the night, batteries
-# paced to last until the morning and a deadband thermostat
+# paced to last until the morning, a deadband thermostat and homes pre-heated (or pre-cooled)
+# in the afternoon, ahead of the evening's peak price
 # (``RuleBasedSelfConsumptionPolicy(env, ev_spread=0.6, battery_spread=1.0,
-# battery_refill_hour=5.0, thermostat_deadband=0.9)``,
-# ``model.action_prior=rule_based_spread``; ``model.action_prior=rule_based`` spreads and
-# paces nothing).
+# battery_refill_hour=5.0, thermostat_deadband=0.9, preheat_target=0.2,
+# preheat_hours=(13, 16))``, ``model.action_prior=rule_based_preheat``;
+# ``model.action_prior=rule_based`` spreads, paces and pre-heats nothing).
 
 from mtmarl.envs.community import RuleBasedSelfConsumptionPolicy  # noqa: E402
 from mtmarl.modules import ActionPrior  # noqa: E402

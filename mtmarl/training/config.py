@@ -187,7 +187,7 @@ class ModelConfig:
             ``"tanh_normal"``.
         action_prior (str or None): a base controller of the experiment
             (:attr:`~mtmarl.training.Experiment.action_priors`, e.g. ``"rule_based"`` or
-            ``"rule_based_spread"`` for ``community``) that centres the hybrid actor's
+            ``"rule_based_preheat"``, the preset's, for ``community``) that centres the hybrid actor's
             distribution on its action: an :class:`~mtmarl.modules.ActionPrior`, so the
             policy learns a residual on top of the controller; the heads' output layers
             start near zero so that the initial deterministic policy is the controller.

@@ -310,8 +310,8 @@ COMMUNITY_BATTERY_SPREAD = 1.0
 COMMUNITY_BATTERY_REFILL_HOUR = 5.0
 #: the heat pumps' pre-heating of the ``rule_based_preheat`` prior (``preheat_target``,
 #: ``preheat_hours``): the best mean return of a third grid at the values above (target 0, 0.2,
-#: 0.3, 0.45, 0.6 x window from 11-14 h to 16 h) on the same community and days; not the
-#: preset's prior yet (benchmarks/results/community/prior_selection.md, stage 3)
+#: 0.3, 0.45, 0.6 x window from 11-14 h to 16 h) on the same community and days; the
+#: preset's prior (benchmarks/results/community/prior_selection.md, stage 3)
 COMMUNITY_PREHEAT_TARGET = 0.2
 COMMUNITY_PREHEAT_HOURS = (13.0, 16.0)
 
@@ -368,7 +368,9 @@ register_experiment(
             # attends over the prosumers; model.critic=mlp / local give MAPPO / IPPO. LSTM
             # hidden 32: half the update time of 64 on CPU; lr 1e-3 as in
             # benchmarks/community_results.py
-            # The actor starts at the rule-based controller and learns a residual
+            # The actor starts at the rule-based controller (spread EV charging, paced
+            # batteries, pre-heated homes: model.action_prior=rule_based_preheat; the best of
+            # the priors on the selection community, prior_selection.md) and learns a residual
             # (model.action_prior=null model.init_scale=1.0 loss.reference_kl_coeff=0 trains from
             # scratch, as before):
             # benchmarks/README.md compares the two. Little initial exploration around it
@@ -379,7 +381,7 @@ register_experiment(
                 encoder="lstm",
                 critic="transformer",
                 hidden_size=32,
-                action_prior="rule_based_spread",
+                action_prior="rule_based_preheat",
                 action_prior_bonus=5.0,
                 init_scale=0.1,
             ),

@@ -285,7 +285,7 @@ def test_rule_based_prior_starts_the_actor_at_the_controller(tmp_path):
     assert all(torch.isfinite(torch.tensor(h["train/loss_objective"])) for h in result.history)
 
 
-def test_the_preset_prior_is_the_rule_based_controller_with_spread_pacing_and_deadband(tmp_path):
+def test_the_spread_prior_is_the_rule_based_controller_with_spread_pacing_and_deadband(tmp_path):
     from torchrl.envs.utils import ExplorationType, set_exploration_type
 
     from mtmarl.envs.community.baselines import RuleBasedSelfConsumptionPolicy
@@ -296,8 +296,7 @@ def test_the_preset_prior_is_the_rule_based_controller_with_spread_pacing_and_de
         COMMUNITY_THERMOSTAT_DEADBAND,
     )
 
-    trainer = Trainer(community_config(), run_dir=tmp_path)
-    assert trainer.config.model.action_prior == "rule_based_spread"
+    trainer = Trainer(community_config("model.action_prior=rule_based_spread"), run_dir=tmp_path)
     env = get_experiment("community").env_factory(
         num_envs=2, device="cpu", seed=123, phase_mode=None, n_prosumers=4
     )
@@ -397,7 +396,7 @@ def test_bad_reference_kl_coeff_fails_at_construction():
         LossConfig(reference_kl_coeff=-0.1)
 
 
-def test_the_preheat_prior_is_the_spread_prior_with_pre_heating(tmp_path):
+def test_the_preset_prior_is_the_spread_prior_with_pre_heating(tmp_path):
     from torchrl.envs.utils import ExplorationType, set_exploration_type
 
     from mtmarl.envs.community.baselines import RuleBasedSelfConsumptionPolicy
@@ -410,7 +409,8 @@ def test_the_preheat_prior_is_the_spread_prior_with_pre_heating(tmp_path):
         COMMUNITY_THERMOSTAT_DEADBAND,
     )
 
-    trainer = Trainer(community_config("model.action_prior=rule_based_preheat"), run_dir=tmp_path)
+    trainer = Trainer(community_config(), run_dir=tmp_path)
+    assert trainer.config.model.action_prior == "rule_based_preheat"
     env = get_experiment("community").env_factory(
         num_envs=2, device="cpu", seed=123, phase_mode=None, n_prosumers=4
     )
