@@ -1,7 +1,7 @@
 """Community energy trading: where a policy's cost and overload come from, hour by hour.
 
 Loads one finished run of ``community_results.py`` (its best validation actor), rolls it and
-the two rule-based controllers out on the benchmark's evaluation days, and prints per hour of
+the rule-based controllers out on the benchmark's evaluation days, and prints per hour of
 the day (noon to noon, means over the days): the community's cost, grid import and power
 above the transformer rating, how many cars charge slow / fast, the batteries' mean state of
 charge and command, and -- for the learned actor -- its probabilities of each EV level while
@@ -12,7 +12,9 @@ a car is plugged in and still needs energy::
 ``--lp`` adds the perfect-foresight plan for the prior's EV levels (``prior EV + LP`` of
 ``community_reference.py``: the best batteries and heat pumps for that EV schedule, run in the
 env), so the tables show at which hours, and with which device, the prior falls short of the
-optimum (a few seconds per episode at N = 10; ``--episodes`` draws fewer days).
+optimum, and the same plan with every battery ending the day holding at least the energy it
+started with (``batteries kept``: no gain from emptying them before the noon episode end; a
+few seconds per episode at N = 10; ``--episodes`` draws fewer days).
 
 ``--set`` takes the same overrides the run was trained with (e.g. ``--set
 model.action_prior=rule_based`` for a run trained on the plain rules), ``--out`` the
@@ -121,8 +123,10 @@ def main() -> None:
     for name, td in rollouts.items():
         show(name, td)
     if args.lp:
-        _, ran = cr.lp_rollout(env, rollouts["rule-spread"]["agents", "action", "mode"])
-        show("rule-spread EV + LP", ran)
+        modes = rollouts[cr.PRIOR]["agents", "action", "mode"]
+        show(f"{cr.PRIOR} EV + LP", cr.lp_rollout(env, modes)[1])
+        kept = cr.lp_rollout(env, modes, keep_battery_energy=True)[1]
+        show(f"{cr.PRIOR} EV + LP, batteries kept", kept)
     actor_td = rollouts[args.method]
     print(
         f"\n### {args.method}: EV-level probabilities\n\n{mode_probabilities(trainer.actor, actor_td)}"

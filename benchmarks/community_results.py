@@ -24,8 +24,9 @@ covers every run present.
 
 Methods (all learned ones but ``MATPPO-scratch`` share the actor: the parameter-shared hybrid
 actor on MATPPO's LSTM forecast encoder, ``model.encoder=lstm``, centred on the rule-based
-controller with spread EV charging and paced batteries (``rule-spread``) by an
-:class:`~mtmarl.modules.ActionPrior`, ``model.action_prior=rule_based_spread``; they differ in
+controller with spread EV charging, paced batteries and pre-heated homes (``rule-preheat``)
+by an :class:`~mtmarl.modules.ActionPrior`, ``model.action_prior=rule_based_preheat``; they
+differ in
 the critic; every baseline's heat pumps run the priors' deadband thermostat,
 ``thermostat_deadband=COMMUNITY_THERMOSTAT_DEADBAND``, 0.9, from
 ``community_prior_selection.py``):
@@ -35,8 +36,11 @@ the critic; every baseline's heat pumps run the priors' deadband thermostat,
 * ``rule-spread``: the same with ``ev_spread=COMMUNITY_EV_SPREAD`` (0.6; off-peak EV
   charging spread over the night) and paced batteries (``battery_spread=
   COMMUNITY_BATTERY_SPREAD``, ``battery_refill_hour=COMMUNITY_BATTERY_REFILL_HOUR``: no faster
-  than a multiple of the pace that spreads the stored energy until the morning): the learned
-  methods' prior;
+  than a multiple of the pace that spreads the stored energy until the morning);
+* ``rule-preheat``: ``rule-spread`` whose heat pumps also pre-condition the homes in the
+  afternoon (``preheat_target=COMMUNITY_PREHEAT_TARGET``, 0.2 half-bands toward the side the
+  day needs, in ``preheat_hours=COMMUNITY_PREHEAT_HOURS``, 13-16 h), so that they run less
+  through the evening's peak price: the learned methods' prior;
 * ``IPPO``: ``model.critic=local`` (per-agent critic on the agent's own observation);
 * ``MAPPO-MLP``: ``model.critic=mlp`` (MLP on the concatenated global state);
 * ``MATPPO``: ``model.critic=transformer`` (the ``community`` preset);
@@ -113,8 +117,8 @@ BUDGETS = {
 }
 #: Shared training overrides on top of the ``community`` preset (MATPPO), spelled out so that
 #: the table does not change when the preset does: every learned method starts from the
-#: rule-based controller with spread EV charging and paced batteries
-#: (``model.action_prior=rule_based_spread``, ``rule-spread`` below; a residual policy, initial
+#: rule-based controller with spread EV charging, paced batteries and pre-heated homes
+#: (``model.action_prior=rule_based_preheat``, ``rule-preheat`` below; a residual policy, initial
 #: exploration scale 0.1, logit bonus 5 on the controller's EV level; session 7's 0.3 and 3
 #: let the final iterates fall below the paced prior: results/community/ablation_exploration.md),
 #: samples EV levels from the env's deadline mask, runs GAE (lambda 0.99) on each
@@ -124,7 +128,7 @@ BUDGETS = {
 COMMON = [
     "model.hidden_size=32",
     "optim.lr=1e-3",
-    "model.action_prior=rule_based_spread",
+    "model.action_prior=rule_based_preheat",
     "model.init_scale=0.1",
     "model.action_prior_bonus=5",
     "loss.agent_rewards=true",
@@ -155,7 +159,9 @@ LEARNED = {
 #: ``--set`` overrides, applied last to every learned method (after ``COMMON``, ``LEARNED`` and
 #: the size's budget)
 EXTRA: list[str] = []
-ORDER = ["no-flex", "rule-based", "rule-spread", *LEARNED]
+ORDER = ["no-flex", "rule-based", "rule-spread", "rule-preheat", *LEARNED]
+#: the baseline the learned methods start from (``COMMON``'s ``model.action_prior``)
+PRIOR = "rule-preheat"
 _PRIORS = get_experiment("community").action_priors
 BASELINES = {
     # every baseline's heat pumps run the priors' deadband thermostat
@@ -163,8 +169,9 @@ BASELINES = {
         NoFlexibilityPolicy, thermostat_deadband=COMMUNITY_THERMOSTAT_DEADBAND
     ),
     "rule-based": _PRIORS["rule_based"],
-    # the learned methods' prior (model.action_prior=rule_based_spread) as a baseline
     "rule-spread": _PRIORS["rule_based_spread"],
+    # the learned methods' prior (model.action_prior=rule_based_preheat) as a baseline
+    "rule-preheat": _PRIORS["rule_based_preheat"],
 }
 KPIS = {  # name: (column title, format)
     "cost": ("community cost / day", "{:.2f}"),
@@ -175,6 +182,7 @@ KPIS = {  # name: (column title, format)
     "ev_unmet_kwh": ("EV unmet (kWh)", "{:.2f}"),
     "ramping_kw": ("ramping (kW)", "{:.0f}"),
     "one_minus_load_factor": ("1 - load factor", "{:.3f}"),
+    "stored_kwh_change": ("stored energy, end - start (kWh)", "{:+.1f}"),
     "return": ("return", "{:.2f}"),
 }
 
@@ -203,13 +211,17 @@ def rollout(env, policy, *, deterministic: bool):
         return env.rollout(CommunityEnergyEnv.HORIZON, policy, break_when_any_done=False)
 
 
-def lp_rollout(env, ev_modes):
+def lp_rollout(env, ev_modes, *, keep_battery_energy: bool = False):
     """The perfect-foresight plan for the EV levels ``ev_modes`` ``(E, T, N)`` (e.g. a
-    ``rollout``'s) on the evaluation days, and the env's run of it ``(E, T)``."""
+    ``rollout``'s) on the evaluation days, and the env's run of it ``(E, T)``;
+    ``keep_battery_energy``: see :func:`~mtmarl.envs.community.perfect_foresight_plan`."""
     env.set_seed(EVAL_EPISODES_SEED)  # the same days, from the same reset, as ``rollout``
     td = env.reset()
-    plan = perfect_foresight_plan(env, ev_modes=ev_modes)
+    plan = perfect_foresight_plan(env, ev_modes=ev_modes, keep_battery_energy=keep_battery_energy)
     return plan, plan.rollout(env, td)
+
+
+_BATTERY_KWH = CommunityEnergyEnv.RATING_FEATURES.index("battery_kwh")
 
 
 def kpis(td) -> dict[str, float]:
@@ -229,11 +241,23 @@ def kpis(td) -> dict[str, float]:
         "one_minus_load_factor": 1
         - k["peak"].mean((1, 2)) / k["peak"].amax((1, 2)).clamp_min(1e-9),
         "return": td["next", "reward"].sum((1, 2)),
+        # the community's batteries at the end of the day against the start (kWh; < 0: the
+        # day ends on energy it started with, which the noon episode end does not charge)
+        "stored_kwh_change": (
+            (
+                td["next", "agents", "device_state"][:, -1, :, 0]
+                - td["agents", "device_state"][:, 0, :, 0]
+            )
+            * td["agents", "ratings"][:, 0, :, _BATTERY_KWH]
+            * CommunityEnergyEnv.RATING_SCALES[_BATTERY_KWH]
+        ).sum(-1),
     }
     return {name: float(v.mean()) for name, v in per_episode.items()}
 
 
-def train_run(name: str, n: int, seed: int, out: Path) -> tuple[Trainer, float]:
+def train_run(name: str, n: int, seed: int, out: Path) -> tuple[Trainer, float | None]:
+    """Train (or resume, or reload) one run; the seconds this call trained, ``None`` if the
+    run had already finished."""
     budget = BUDGETS[n]
     cfg = apply_overrides(
         get_experiment("community").config,
@@ -253,10 +277,11 @@ def train_run(name: str, n: int, seed: int, out: Path) -> tuple[Trainer, float]:
     run_dir = out / "runs" / f"n{n}-{name}-seed{seed}"
     resume = (run_dir / "checkpoints" / "last.pt").exists()
     trainer = Trainer(cfg, run_dir=run_dir, resume=resume)
+    if trainer.iteration >= cfg.collector.iterations:
+        return trainer, None
     start = time.perf_counter()
-    if trainer.iteration < cfg.collector.iterations:
-        if trainer.train().interrupted:  # Ctrl-C / SIGTERM: checkpointed, stop the sweep too
-            raise SystemExit(f"interrupted in {run_dir}; re-run the command to resume")
+    if trainer.train().interrupted:  # Ctrl-C / SIGTERM: checkpointed, stop the sweep too
+        raise SystemExit(f"interrupted in {run_dir}; re-run the command to resume")
     return trainer, time.perf_counter() - start
 
 
@@ -338,7 +363,7 @@ def table(records: list[dict], n: int, key: str = "kpi") -> str:
             values = torch.tensor([r["kpi"][key] for r in runs])
             cell = fmt.format(values.mean())
             if len(runs) > 1:
-                cell += " ± " + fmt.format(values.std())
+                cell += " ± " + fmt.replace("+", "").format(values.std())
             cells.append(cell)
         seeds = "-" if runs[0]["seed"] is None else str(len(runs))
         lines.append(f"| {m} | {seeds} | " + " | ".join(cells) + " |")
@@ -380,6 +405,8 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     runs_json = out / "runs.json"
     records = json.loads(runs_json.read_text()) if runs_json.exists() else []
+    # a reloaded run keeps the training time its record had (None where none was measured)
+    trained_s = {(r["n"], r["method"], r["seed"]): r.get("train_s") for r in records}
     fresh: set[tuple[int, str]] = set()  # (size, method) this process has measured
     for n in args.sizes:
         budget = BUDGETS[n]
@@ -414,7 +441,9 @@ def main() -> None:
                         "method": name,
                         "seed": seed,
                         "frames": trainer.frames,
-                        "train_s": round(seconds, 1),
+                        "train_s": trained_s.get((n, name, seed))
+                        if seconds is None
+                        else round(seconds, 1),
                         "best_iteration": best_iteration,
                         "kpi": kpis(td),
                         "kpi_final": final,
@@ -427,7 +456,7 @@ def main() -> None:
                     records[-1]["kpi"],
                     f"best@{best_iteration}",
                     f"final return {final['return']:.2f}",
-                    f"{seconds:.0f}s",
+                    "reloaded" if seconds is None else f"{seconds:.0f}s",
                     flush=True,
                 )
                 if n == 10 and name == "MATPPO" and seed == budget["seeds"][0]:
