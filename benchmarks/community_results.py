@@ -26,8 +26,7 @@ Methods (all learned ones but ``MATPPO-scratch`` share the actor: the parameter-
 actor on MATPPO's LSTM forecast encoder, ``model.encoder=lstm``, centred on the rule-based
 controller with spread EV charging, paced batteries and pre-heated homes (``rule-preheat``)
 by an :class:`~mtmarl.modules.ActionPrior`, ``model.action_prior=rule_based_preheat``; they
-differ in
-the critic; every baseline's heat pumps run the priors' deadband thermostat,
+differ in the critic; every baseline's heat pumps run the priors' deadband thermostat,
 ``thermostat_deadband=COMMUNITY_THERMOSTAT_DEADBAND``, 0.9, from
 ``community_prior_selection.py``):
 
@@ -241,8 +240,8 @@ def kpis(td) -> dict[str, float]:
         "one_minus_load_factor": 1
         - k["peak"].mean((1, 2)) / k["peak"].amax((1, 2)).clamp_min(1e-9),
         "return": td["next", "reward"].sum((1, 2)),
-        # the community's batteries at the end of the day against the start (kWh; < 0: the
-        # day ends on energy it started with, which the noon episode end does not charge)
+        # the community's battery energy at the end of the day minus at its start (kWh; < 0:
+        # the day spent energy it started with, which the noon episode end does not charge)
         "stored_kwh_change": (
             (
                 td["next", "agents", "device_state"][:, -1, :, 0]
