@@ -187,10 +187,11 @@ class ModelConfig:
             ``"tanh_normal"``.
         action_prior (str or None): a base controller of the experiment
             (:attr:`~mtmarl.training.Experiment.action_priors`, e.g. ``"rule_based"`` or
-            ``"rule_based_preheat"``, the preset's, for ``community``) that centres the hybrid actor's
-            distribution on its action: an :class:`~mtmarl.modules.ActionPrior`, so the
-            policy learns a residual on top of the controller; the heads' output layers
-            start near zero so that the initial deterministic policy is the controller.
+            ``"rule_based_preheat"``, the preset's, for ``community``) that centres the
+            hybrid actor's distribution on its action: an :class:`~mtmarl.modules.ActionPrior`,
+            so the policy learns a residual on top of the controller; the heads' output
+            layers start at 0.01 of their initialisation, so that the initial deterministic
+            policy is close to the controller.
             ``None``: no prior. Defaults to ``None``.
         action_prior_bonus (float): the prior's ``logit_bonus`` on the controller's discrete
             choice, >= 0. Defaults to ``3.0``.
