@@ -34,7 +34,6 @@ from torchrl.envs.utils import ExplorationType, set_exploration_type
 sys.path.insert(0, str(Path(__file__).parent))
 import community_results as cr  # noqa: E402
 
-_HVAC_KW = cr.CommunityEnergyEnv.RATING_FEATURES.index("hvac_kw")
 _PLUGGED = cr.CommunityEnergyEnv.CONTEXT_FEATURES.index("ev_plugged")
 _NEED = cr.CommunityEnergyEnv.CONTEXT_FEATURES.index("ev_energy_needed")
 
@@ -44,9 +43,7 @@ def hourly(td, rating_kw: float) -> str:
     k = td["next", "kpi"]
     over = k["transformer_overload"][..., 0] * rating_kw
     mode = td["agents", "action", "mode"]
-    hvac_kw = td["agents", "action", "power"][..., 1].abs() * (
-        td["agents", "ratings"][..., _HVAC_KW] * cr.CommunityEnergyEnv.RATING_SCALES[_HVAC_KW]
-    )
+    hvac_kw = td["agents", "action", "power"][..., 1].abs() * cr.physical_rating(td, "hvac_kw")
     rows = [
         "| hour | cost | import kW | over rating kW | cars slow | cars fast | battery SoC | "
         "battery cmd | heat pumps kW | indoor temp |",

@@ -220,7 +220,12 @@ def lp_rollout(env, ev_modes, *, keep_battery_energy: bool = False):
     return plan, plan.rollout(env, td)
 
 
-_BATTERY_KWH = CommunityEnergyEnv.RATING_FEATURES.index("battery_kwh")
+def physical_rating(td, name: str) -> torch.Tensor:
+    """The prosumers' rating ``name`` (a :attr:`CommunityEnergyEnv.RATING_FEATURES` entry) in
+    physical units (kW, kWh, kWp), from the observation ``("agents", "ratings")`` of ``td``;
+    the batch shape of ``td``, e.g. ``(E, T, N)``."""
+    i = CommunityEnergyEnv.RATING_FEATURES.index(name)
+    return td["agents", "ratings"][..., i] * CommunityEnergyEnv.RATING_SCALES[i]
 
 
 def kpis(td) -> dict[str, float]:
@@ -247,8 +252,7 @@ def kpis(td) -> dict[str, float]:
                 td["next", "agents", "device_state"][:, -1, :, 0]
                 - td["agents", "device_state"][:, 0, :, 0]
             )
-            * td["agents", "ratings"][:, 0, :, _BATTERY_KWH]
-            * CommunityEnergyEnv.RATING_SCALES[_BATTERY_KWH]
+            * physical_rating(td, "battery_kwh")[:, 0]
         ).sum(-1),
     }
     return {name: float(v.mean()) for name, v in per_episode.items()}

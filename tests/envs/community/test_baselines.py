@@ -223,7 +223,9 @@ def test_battery_spread_keeps_energy_for_the_night_and_lowers_the_overload(env):
 def _outdoor(td, celsius):
     """``td`` with the context's outdoor temperature set to ``celsius``."""
     context = td["agents", "context"].clone()
-    context[..., 4] = (celsius - 20.0) / 10.0
+    context[..., CommunityEnergyEnv.CONTEXT_FEATURES.index("outdoor_temperature")] = (
+        celsius - 20.0
+    ) / 10.0
     return td.set(("agents", "context"), context)
 
 
