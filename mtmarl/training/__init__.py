@@ -22,6 +22,7 @@ from mtmarl.training.config import (
 from mtmarl.training.evaluation import (
     EvalResult,
     evaluate_policy,
+    explained_variance,
     mean_confidence_interval,
     wilson_interval,
 )
@@ -61,6 +62,7 @@ __all__ = [
     # evaluation, checkpoints, plots
     "EvalResult",
     "evaluate_policy",
+    "explained_variance",
     "mean_confidence_interval",
     "wilson_interval",
     "CheckpointError",

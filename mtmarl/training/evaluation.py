@@ -12,7 +12,13 @@ from tensordict.utils import NestedKey
 from torchrl.envs import EnvBase
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 
-__all__ = ["EvalResult", "evaluate_policy", "mean_confidence_interval", "wilson_interval"]
+__all__ = [
+    "EvalResult",
+    "evaluate_policy",
+    "explained_variance",
+    "mean_confidence_interval",
+    "wilson_interval",
+]
 
 
 def wilson_interval(successes: int, n: int, *, z: float = 1.96) -> tuple[float, float]:
@@ -169,3 +175,30 @@ def evaluate_policy(
         success_ci=success_ci,
         episode_length=float((first_done + 1).float().mean()),
     )
+
+
+def explained_variance(value: torch.Tensor, target: torch.Tensor) -> float:
+    """``1 - Var[target - value] / Var[target]`` over all elements (``nan`` if the targets are
+    constant): 1 for a critic that predicts its targets, 0 for one no better than their mean,
+    negative for one worse than that.
+
+    Args:
+        value (Tensor): the critic's predictions, any shape.
+        target (Tensor): their targets (e.g. GAE's value targets), the same shape.
+
+    Examples:
+        >>> import torch
+        >>> target = torch.tensor([1.0, 2.0, 3.0, 4.0])
+        >>> explained_variance(target, target), explained_variance(torch.full((4,), 2.5), target)
+        (1.0, 0.0)
+    """
+    if value.shape != target.shape:
+        raise ValueError(
+            f"explained_variance expected value and target of one shape, got {tuple(value.shape)} "
+            f"and {tuple(target.shape)}"
+        )
+    target = target.detach().double()
+    var = target.var(unbiased=False)
+    if var == 0:
+        return float("nan")
+    return float(1 - (target - value.detach().double()).var(unbiased=False) / var)

@@ -35,7 +35,7 @@ from torchrl.objectives.value.functional import vec_generalized_advantage_estima
 
 from mtmarl.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from mtmarl.training.config import ConfigError, TrainConfig, config_from_yaml, config_to_yaml
-from mtmarl.training.evaluation import EvalResult, evaluate_policy
+from mtmarl.training.evaluation import EvalResult, evaluate_policy, explained_variance
 from mtmarl.training.experiments import Experiment, get_experiment
 from mtmarl.training.plotting import plot_learning_curve
 
@@ -254,6 +254,22 @@ class Trainer:
     ``loss_reference_kl``, the KL from the actor to a frozen copy of itself as built (e.g. the
     controller of its ``model.action_prior``), to every minibatch's losses; the copy is saved
     in the checkpoint, so a resumed run keeps its anchor.
+
+    What each iteration logs (``TrainResult.history``, the logger, ``metrics/scalars``):
+
+    * ``train/return``, ``train/episodes`` (and ``train/success_rate`` for a preset with a
+      success key): the episodes that ended in this iteration's batch, exploring;
+    * ``train/loss_*``, ``train/entropy``, ``train/clip_fraction``, ``train/kl_approx``
+      (``train/reference_kl`` with the anchor) and ``train/grad_norm``: means over the
+      iteration's minibatches; ``train/critic_warmup``: 1 while ``optim.critic_warmup`` holds
+      the actor;
+    * ``train/explained_variance`` (MAPPO): ``1 - Var[target - value] / Var[target]`` of the
+      per-agent values against their GAE targets on this batch, before its updates
+      (:func:`~mtmarl.training.explained_variance`); near 0 while the advantages are mostly
+      the returns' own noise;
+    * ``time/fps``, ``time/collect_fps``: frames per second of the whole iteration and of its
+      collection;
+    * ``eval/return`` (``eval/success_rate``) every ``eval.interval`` iterations.
 
     Args:
         config (TrainConfig): the validated configuration.
@@ -900,7 +916,10 @@ class Trainer:
         cfg = self.config
         if cfg.algorithm == "mappo":
             self._estimate_advantage(data)
+            # the critic's fit before this iteration's updates, as the PPO libraries log it
+            explained = explained_variance(data[VALUE], data[VALUE_TARGET])
         else:
+            explained = None
             with torch.no_grad():
                 self.loss_module.compute_value_target(data)
         sums: dict[str, torch.Tensor] = {}
@@ -932,6 +951,8 @@ class Trainer:
             self.target_updater.step()
         metrics = {f"train/{k}": float(v) / max(count, 1) for k, v in sums.items()}
         metrics["train/critic_warmup"] = float(warmup)
+        if explained is not None:
+            metrics["train/explained_variance"] = explained
         return metrics
 
     def _episode_metrics(self, data: TensorDictBase) -> dict[str, float]:

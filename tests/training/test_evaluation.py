@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from mtmarl.training import mean_confidence_interval, wilson_interval
+from mtmarl.training import explained_variance, mean_confidence_interval, wilson_interval
 
 
 def test_wilson_interval_known_values():
@@ -26,3 +26,15 @@ def test_mean_confidence_interval():
     assert mean == 5.0 and math.isnan(half)
     with pytest.raises(ValueError, match="at least one value"):
         mean_confidence_interval(torch.tensor([]))
+
+
+def test_explained_variance():
+    target = torch.tensor([[1.0, 2.0], [3.0, 5.0]])
+    assert explained_variance(target, target) == 1.0
+    assert explained_variance(torch.full_like(target, target.mean()), target) == 0.0
+    assert explained_variance(-target, target) < 0
+    noisy = target + 0.1 * torch.tensor([[1.0, -1.0], [-1.0, 1.0]])
+    assert 0.99 < explained_variance(noisy, target) < 1.0
+    assert math.isnan(explained_variance(target, torch.ones(2, 2)))
+    with pytest.raises(ValueError, match=r"one shape, got \(2, 2\) and \(4,\)"):
+        explained_variance(target, target.reshape(-1))

@@ -311,3 +311,13 @@ def test_a_strong_reference_kl_keeps_the_actor_near_its_initial_copy(variant, tm
 def test_reference_kl_is_mappo_only():
     with pytest.raises(ConfigError, match="algorithm=coma needs it at 0, got 0.5"):
         bandit_config("basic", "coma", "loss.reference_kl_coeff=0.5")
+
+
+def test_explained_variance_is_logged_for_mappo_only(tmp_path):
+    for algorithm in ("mappo", "coma"):
+        cfg = bandit_config("basic", algorithm, "collector.iterations=1")
+        run = Trainer(
+            cfg, env_fn=bandit_env_fn, max_episode_steps=HORIZON, run_dir=tmp_path / algorithm
+        )
+        logged = "train/explained_variance" in run.train().history[0]
+        assert logged == (algorithm == "mappo")
