@@ -186,6 +186,12 @@ def explained_variance(value: torch.Tensor, target: torch.Tensor) -> float:
         value (Tensor): the critic's predictions, any shape.
         target (Tensor): their targets (e.g. GAE's value targets), the same shape.
 
+    Returns:
+        float: the explained variance, computed in float64.
+
+    Raises:
+        ValueError: if the shapes differ.
+
     Examples:
         >>> import torch
         >>> target = torch.tensor([1.0, 2.0, 3.0, 4.0])
