@@ -9,6 +9,10 @@ training data's policy loses to the policy that is evaluated::
 
     OMP_NUM_THREADS=2 python benchmarks/community_exploration_cost.py
 
+A second table samples one action leaf at a time at the preset's setting (the EV level,
+the battery command, the heat-pump command; the others deterministic), to show whose noise
+costs.
+
 ``model.init_scale`` is the continuous head's pre-tanh scale (battery and heat-pump
 commands), ``model.action_prior_bonus`` the logit bonus on the prior's EV level. The days
 are the selection community's (``community_prior_selection.SELECTION_SEED``, the one the
@@ -25,6 +29,7 @@ import tempfile
 from pathlib import Path
 
 import torch
+from torchrl.envs.utils import ExplorationType, set_exploration_type
 
 sys.path.insert(0, str(Path(__file__).parent))
 import community_results as cr  # noqa: E402
@@ -43,6 +48,26 @@ def battery_throughput(td) -> float:
     soc = td["agents", "device_state"][..., 0], td["next", "agents", "device_state"][..., 0]
     capacity = cr.physical_rating(td, "battery_kwh")
     return float(((soc[1] - soc[0]).abs() * capacity).sum((1, 2)).mean())
+
+
+class PartlySampled(torch.nn.Module):
+    """``actor`` with only the ``sampled`` leaves (``"mode"``, ``"battery"``, ``"hvac"``) of its
+    action sampled and the rest deterministic (the actor runs once in each mode)."""
+
+    def __init__(self, actor, sampled: set[str]) -> None:
+        super().__init__()
+        self.actor, self.sampled = actor, sampled
+
+    def forward(self, td):
+        with set_exploration_type(ExplorationType.DETERMINISTIC):
+            det = self.actor(td.clone())["agents", "action"]
+        with set_exploration_type(ExplorationType.RANDOM):
+            sam = self.actor(td.clone())["agents", "action"]
+        pick = lambda leaf: sam if leaf in self.sampled else det  # noqa: E731
+        power = torch.stack([pick("battery")["power"][..., 0], pick("hvac")["power"][..., 1]], -1)
+        td.set(("agents", "action", "mode"), pick("mode")["mode"])
+        td.set(("agents", "action", "power"), power)
+        return td
 
 
 def initial_actor(n: int, init_scale: float, bonus: float, run_dir: str):
@@ -82,6 +107,16 @@ def main() -> None:
                 throughput = battery_throughput(td)
                 lines.append(f"| {scale:g} | {bonus:g} | {label} | {cells} | {throughput:.1f} |")
                 print(lines[-1], flush=True)
+    leaves = ["| sampled leaf | " + " | ".join(cr.KPIS[c][0] for c in COLUMNS) + " |"]
+    leaves.append("|" + "---|" * (len(COLUMNS) + 1))
+    scale, bonus = SETTINGS[0]
+    with tempfile.TemporaryDirectory() as d:
+        actor = initial_actor(args.n, scale, bonus, d)
+        for leaf in ("mode", "battery", "hvac"):
+            k = cr.kpis(cr.rollout(env, PartlySampled(actor, {leaf}), deterministic=True))
+            cells = " | ".join(cr.KPIS[c][1].format(k[c]) for c in COLUMNS)
+            leaves.append(f"| {leaf} | {cells} |")
+            print(leaves[-1], flush=True)
     title = (
         f"# Exploration noise around the prior: N = {args.n}, {args.episodes} days of "
         f"community seed {seed}\n\n"
@@ -89,7 +124,12 @@ def main() -> None:
         "sampled, on the same days (`community_exploration_cost.py`).\n\n"
     )
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "exploration_cost.md").write_text(title + "\n".join(lines) + "\n")
+    second = (
+        f"\n\nOne leaf sampled at a time (init_scale {scale:g}, EV bonus {bonus:g}; the other "
+        "leaves deterministic):\n\n"
+    )
+    text = title + "\n".join(lines) + second + "\n".join(leaves) + "\n"
+    (args.out / "exploration_cost.md").write_text(text)
 
 
 if __name__ == "__main__":
