@@ -378,7 +378,8 @@ class RuleBasedSelfConsumptionPolicy(TensorDictModuleBase):
         heating (cooling) days; ``(*B, N)`` in and out."""
         start, end = self.preheat_hours
         window = (hour >= start) & (hour < end)
-        outdoor = t_out * 10.0 + 20.0  # the observation's (T_out - 20) / 10
+        offset, scale = CommunityEnergyEnv.OUTDOOR_TEMPERATURE_NORM
+        outdoor = t_out * scale + offset  # deg C
         low, high = self.comfort_band
         c, gain = self.preheat_target, self.thermostat_gain
         heat = torch.maximum(hvac, thermostat(temp - c, gain=gain).clamp_min(0.0))

@@ -312,12 +312,15 @@ class CommunityEnergyEnv(BatchedTorchEnv):
         "cos_time_of_day",
         "sin_day_of_year",
         "cos_day_of_year",
-        "outdoor_temperature",  # (T_out - 20) / 10
+        "outdoor_temperature",  # (T_out - 20) / 10, OUTDOOR_TEMPERATURE_NORM
         "ev_plugged",
         "ev_time_to_departure",  # hours / 24, 0 while away
         "ev_energy_needed",  # (target - soc) as a fraction of capacity, 0 while away
     )
     """Channels of ``("agents", "context")``."""
+    OUTDOOR_TEMPERATURE_NORM: tuple[float, float] = (20.0, 10.0)
+    """``(offset, scale)`` in deg C of the context's ``outdoor_temperature``, which is
+    ``(T_out - offset) / scale``."""
     RATING_FEATURES: tuple[str, ...] = (
         "battery_kw",  # battery power rating
         "battery_kwh",  # battery capacity
@@ -862,10 +865,11 @@ class CommunityEnergyEnv(BatchedTorchEnv):
         doy = (self._day + (t >= (24 - _START_HOUR) * 4)).float() * (2 * math.pi / 365)
         time = torch.stack((tod.sin(), tod.cos(), doy.sin(), doy.cos()), -1)  # (E, 4)
         t_out_now = window_env[:, :1, 1]  # (E, 1)
+        t_offset, t_scale = self.OUTDOOR_TEMPERATURE_NORM
         context = torch.cat(
             (
                 time.unsqueeze(1).expand(E, N, 4),
-                ((t_out_now - 20.0) / 10.0).unsqueeze(1).expand(E, N, 1),
+                ((t_out_now - t_offset) / t_scale).unsqueeze(1).expand(E, N, 1),
                 torch.stack((plugged.float(), to_dep, need), -1),
             ),
             -1,

@@ -223,9 +223,10 @@ def test_battery_spread_keeps_energy_for_the_night_and_lowers_the_overload(env):
 def _outdoor(td, celsius):
     """``td`` with the context's outdoor temperature set to ``celsius``."""
     context = td["agents", "context"].clone()
+    offset, scale = CommunityEnergyEnv.OUTDOOR_TEMPERATURE_NORM
     context[..., CommunityEnergyEnv.CONTEXT_FEATURES.index("outdoor_temperature")] = (
-        celsius - 20.0
-    ) / 10.0
+        celsius - offset
+    ) / scale
     return td.set(("agents", "context"), context)
 
 
