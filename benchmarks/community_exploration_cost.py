@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import community_results as cr  # noqa: E402
 from community_prior_selection import SELECTION_SEED  # noqa: E402
 
-from mtmarl.training import Trainer, apply_overrides, get_experiment  # noqa: E402
+from mtmarl.training import Trainer, apply_overrides  # noqa: E402
 
 #: (init_scale, action_prior_bonus); the first is the preset's
 SETTINGS = [(0.1, 5.0), (0.1, 20.0), (0.03, 8.0), (0.01, 5.0), (0.01, 20.0)]
@@ -72,22 +72,15 @@ class PartlySampled(torch.nn.Module):
 
 def initial_actor(n: int, init_scale: float, bonus: float, run_dir: str):
     cfg = apply_overrides(
-        get_experiment("community").config,
-        [
-            *cr.COMMON,
-            *cr.LEARNED["MATPPO"],
-            f"env.n_prosumers={n}",
-            "seed=0",
-            f"model.init_scale={init_scale}",
-            f"model.action_prior_bonus={bonus}",
-        ],
+        cr.run_config("MATPPO", n, 0),
+        [f"model.init_scale={init_scale}", f"model.action_prior_bonus={bonus}"],
     )
     return Trainer(cfg, run_dir=run_dir).actor
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=10, help="prosumers (default 10)")
+    parser.add_argument("--n", type=int, default=10, choices=sorted(cr.BUDGETS), help="prosumers")
     parser.add_argument("--episodes", type=int, default=64, help="days (default 64)")
     parser.add_argument("--eval", action="store_true", help="the evaluation community instead")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/community"))

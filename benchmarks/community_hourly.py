@@ -94,11 +94,8 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=None, help="default: the size's days")
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    run_dir = args.out / "runs" / f"n{args.size}-{args.method}-seed{args.seed}"
-    if not (run_dir / "checkpoints" / "last.pt").exists():
-        raise SystemExit(f"no finished run in {run_dir}; train it with community_results.py")
     cr.EXTRA[:] = args.set
-    trainer, _ = cr.train_run(args.method, args.size, args.seed, args.out)
+    trainer = cr.finished_run(args.method, args.size, args.seed, args.out)
     trainer.load_best()
     episodes = args.episodes or cr.BUDGETS[args.size]["test_episodes"]
     env = cr.eval_env(args.size, episodes, trainer.config.variant)

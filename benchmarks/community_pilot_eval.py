@@ -35,7 +35,7 @@ from community_prior_selection import SELECTION_SEED  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="the pilot's --out")
-    parser.add_argument("--n", type=int, default=10, help="prosumers (default 10)")
+    parser.add_argument("--n", type=int, default=10, choices=sorted(cr.BUDGETS), help="prosumers")
     parser.add_argument("--method", default="MATPPO", choices=sorted(cr.LEARNED))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
@@ -47,10 +47,7 @@ def main() -> None:
     env = cr.eval_env(args.n, args.episodes, variant, seed=SELECTION_SEED)
     returns: dict[str, list[float]] = {"best": [], "final": []}
     for seed in args.seeds:
-        run_dir = args.out / "runs" / f"n{args.n}-{args.method}-seed{seed}"
-        if not (run_dir / "eval.json").exists():  # written when a run's training ends
-            raise SystemExit(f"no finished run in {run_dir}: train it with community_results.py")
-        trainer, _ = cr.train_run(args.method, args.n, seed, args.out)
+        trainer = cr.finished_run(args.method, args.n, seed, args.out)
         final = cr.kpis(cr.rollout(env, trainer.actor, deterministic=True))
         trainer.load_best()
         best = cr.kpis(cr.rollout(env, trainer.actor, deterministic=True))

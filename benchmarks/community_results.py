@@ -258,11 +258,11 @@ def kpis(td) -> dict[str, float]:
     return {name: float(v.mean()) for name, v in per_episode.items()}
 
 
-def train_run(name: str, n: int, seed: int, out: Path) -> tuple[Trainer, float | None]:
-    """Train (or resume, or reload) one run; the seconds this call trained, ``None`` if the
-    run had already finished."""
+def run_config(name: str, n: int, seed: int):
+    """The ``TrainConfig`` of one run: the preset, ``COMMON``, the method's overrides, the
+    size's budget and ``EXTRA``."""
     budget = BUDGETS[n]
-    cfg = apply_overrides(
+    return apply_overrides(
         get_experiment("community").config,
         [
             *COMMON,
@@ -277,7 +277,18 @@ def train_run(name: str, n: int, seed: int, out: Path) -> tuple[Trainer, float |
             *EXTRA,
         ],
     )
-    run_dir = out / "runs" / f"n{n}-{name}-seed{seed}"
+
+
+def run_path(out: Path, name: str, n: int, seed: int) -> Path:
+    """Where ``train_run`` keeps one run under ``out``."""
+    return out / "runs" / f"n{n}-{name}-seed{seed}"
+
+
+def train_run(name: str, n: int, seed: int, out: Path) -> tuple[Trainer, float | None]:
+    """Train (or resume, or reload) one run; the seconds this call trained, ``None`` if the
+    run had already finished."""
+    cfg = run_config(name, n, seed)
+    run_dir = run_path(out, name, n, seed)
     resume = (run_dir / "checkpoints" / "last.pt").exists()
     trainer = Trainer(cfg, run_dir=run_dir, resume=resume)
     if trainer.iteration >= cfg.collector.iterations:
@@ -286,6 +297,19 @@ def train_run(name: str, n: int, seed: int, out: Path) -> tuple[Trainer, float |
     if trainer.train().interrupted:  # Ctrl-C / SIGTERM: checkpointed, stop the sweep too
         raise SystemExit(f"interrupted in {run_dir}; re-run the command to resume")
     return trainer, time.perf_counter() - start
+
+
+def finished_run(name: str, n: int, seed: int, out: Path) -> Trainer:
+    """Reload one run that ``train_run`` has finished (for the scripts that never train).
+
+    Raises:
+        SystemExit: if the run has not finished (no ``eval.json``, which the trainer writes
+            when a run's training ends), so that ``train_run`` would train.
+    """
+    run_dir = run_path(out, name, n, seed)
+    if not (run_dir / "eval.json").exists():
+        raise SystemExit(f"no finished run in {run_dir}; train it with community_results.py")
+    return train_run(name, n, seed, out)[0]
 
 
 def flows_figure(td, env, path: Path) -> None:
