@@ -18,7 +18,7 @@ from mtmarl.training import (
     explained_variance,
     get_experiment,
 )
-from mtmarl.training.trainer import GLOBAL_TARGET, VALUE_TARGET
+from mtmarl.training.trainer import GLOBAL_TARGET, VALUE, VALUE_TARGET
 
 
 def community_config(*overrides):
@@ -457,7 +457,7 @@ def test_the_logged_explained_variance_is_the_critics_fit_and_rises_as_it_learns
 
     def recording(data):  # the batch's values and targets, as the update sees them
         estimate(data)
-        fits.append(explained_variance(data["agents", "state_value"], data[VALUE_TARGET]))
+        fits.append(explained_variance(data[VALUE], data[VALUE_TARGET]))
 
     monkeypatch.setattr(trainer, "_estimate_advantage", recording)
     explained = [h["train/explained_variance"] for h in trainer.train().history]
