@@ -225,6 +225,14 @@ class CommunityEnergyEnv(BatchedTorchEnv):
         n_prosumers (int): number of prosumers (agents). Defaults to ``10``.
         num_envs (int): number of communities stepped together; the env's ``batch_size``
             is ``(num_envs,)``. Defaults to ``1``.
+        episode_group_size (int): envs come in consecutive groups of this size (envs
+            ``g * k`` to ``g * k + g - 1``) that share every episode drawn at a reset (the
+            day, its exogenous series, the initial device states and the cars' schedules) and
+            every step's forecast noise, so that the envs of a group differ only by the
+            actions they are given: common random numbers, e.g. for the leave-one-out
+            baseline of the trainer's ``loss.group_baseline``. Must divide ``num_envs``;
+            ``1`` draws every env's episode independently (and its random stream is the
+            same as before this option existed). Defaults to ``1``.
         station (str): TMY3 station (a key of
             :data:`~mtmarl.envs.weather.TMY3_STATIONS`). Defaults to ``"greensboro"``.
         days (Sequence[int] | None): days of the year (0-364) episodes may start on, e.g. a
@@ -380,6 +388,7 @@ class CommunityEnergyEnv(BatchedTorchEnv):
         *,
         n_prosumers: int = 10,
         num_envs: int = 1,
+        episode_group_size: int = 1,
         station: str = "greensboro",
         days: Sequence[int] | None = None,
         forecast_noise: float = 0.1,
@@ -403,6 +412,11 @@ class CommunityEnergyEnv(BatchedTorchEnv):
         # ---------------------------------------------------------------- validation
         n = _check_int(n_prosumers, "n_prosumers", low=1)
         num_envs = _check_int(num_envs, "num_envs", low=1)
+        group = _check_int(episode_group_size, "episode_group_size", low=1)
+        if num_envs % group:
+            raise ValueError(
+                f"{_WHO} expected episode_group_size to divide num_envs={num_envs}, got {group}"
+            )
         if station not in TMY3_STATIONS:
             raise ValueError(f"{_WHO} expected station in {sorted(TMY3_STATIONS)}, got {station!r}")
         if days is not None:
@@ -451,6 +465,7 @@ class CommunityEnergyEnv(BatchedTorchEnv):
             )
         super().__init__(num_envs=num_envs, device=device, seed=seed, who=_WHO)
         self.n_prosumers = n
+        self.episode_group_size = group
         self.station = station
         self.days = None if days is None else tuple(days)
         self.forecast_noise = forecast_noise
@@ -729,9 +744,19 @@ class CommunityEnergyEnv(BatchedTorchEnv):
     def _randn(self, *shape: int) -> torch.Tensor:
         return torch.randn(shape, generator=self._generator, device=self.device)
 
+    def _ungroup(self, x: torch.Tensor) -> torch.Tensor:
+        """``(E / g, ...)`` per group -> ``(E, ...)`` per env (``g = episode_group_size``)."""
+        g = self.episode_group_size
+        return x if g == 1 else x.repeat_interleave(g, dim=0)
+
     def _draw_episodes(self) -> dict[str, torch.Tensor]:
-        """A fresh day for every env: exogenous trajectories and initial device states."""
-        E, N, T = self.num_envs, self.n_prosumers, _STEPS_PER_DAY + _WINDOW
+        """A fresh day for every env (every group of ``episode_group_size`` envs): exogenous
+        trajectories and initial device states."""
+        E, N, T = (
+            self.num_envs // self.episode_group_size,
+            self.n_prosumers,
+            _STEPS_PER_DAY + _WINDOW,
+        )
         pick = (self._rand(E) * self._days.numel()).long().clamp_max(self._days.numel() - 1)
         day = self._days[pick]  # (E,)
         slots = (day.unsqueeze(-1) * _STEPS_PER_DAY + _START_HOUR * 4 + self._slots) % (
@@ -755,7 +780,7 @@ class CommunityEnergyEnv(BatchedTorchEnv):
         arrival = ((16.0 + 5.0 * self._rand(E, N) - _START_HOUR) * 4).round().long()
         departure = ((6.0 + 3.0 * self._rand(E, N) + 24 - _START_HOUR) * 4).round().long()
         lo, hi = self.comfort_band
-        return {
+        drawn = {
             "_day": day,
             "_series": torch.stack((pv, load, gains), -1),
             "_series_env": torch.stack((price, t_out), -1),
@@ -765,6 +790,9 @@ class CommunityEnergyEnv(BatchedTorchEnv):
             "_ev_arrival": arrival,
             "_ev_departure": departure,
             "_temp": lo + (hi - lo) * self._rand(E, N),
+        }
+        return {
+            **{k: self._ungroup(v) for k, v in drawn.items()},
             "_t": torch.zeros_like(self._t),
             "_last_exchange": torch.zeros_like(self._last_exchange),
             "_last_loading": torch.zeros_like(self._last_loading),
@@ -847,10 +875,13 @@ class CommunityEnergyEnv(BatchedTorchEnv):
         window_env = self._series_env.view(E * T, 2).index_select(0, rows).view(E, _WINDOW, 2)
         price = window_env[..., 0]  # (E, 12)
         if self.forecast_noise > 0:
-            eps = self._randn(E, N, _WINDOW, 2) * self._forecast_std.unsqueeze(-1)
+            groups = E // self.episode_group_size  # one draw per group
+            eps = self._ungroup(self._randn(groups, N, _WINDOW, 2)) * self._forecast_std.unsqueeze(
+                -1
+            )
             pv_f = (pv * (1 + eps[..., 0])).clamp_min(0)
             load_f = (load * (1 + eps[..., 1])).clamp_min(0)
-            price_f = price * (1 + self._randn(E, _WINDOW) * self._forecast_std)
+            price_f = price * (1 + self._ungroup(self._randn(groups, _WINDOW)) * self._forecast_std)
         else:
             pv_f, load_f, price_f = pv, load, price
         forecast = torch.stack((pv_f, load_f, price_f.unsqueeze(1).expand(E, N, _WINDOW)), -1)

@@ -51,6 +51,8 @@ EXTREME = {
         ({"n_prosumers": 0}, ValueError, "n_prosumers >= 1"),
         ({"n_prosumers": 2.0}, TypeError, "n_prosumers"),
         ({"num_envs": 0}, ValueError, "num_envs >= 1"),
+        ({"num_envs": 4, "episode_group_size": 0}, ValueError, "episode_group_size >= 1"),
+        ({"num_envs": 4, "episode_group_size": 3}, ValueError, "divide num_envs=4, got 3"),
         ({"station": "paris"}, ValueError, "station in"),
         ({"days": []}, ValueError, "non-empty sequence"),
         ({"days": [3, 365]}, ValueError, r"days\[1\] in \[0, 364\]"),
@@ -159,6 +161,40 @@ def test_seeding_is_reproducible():
     a, b, c = run(1), run(1), run(2)
     torch.testing.assert_close(a["next", "state"], b["next", "state"])
     assert not torch.equal(a["next", "state"], c["next", "state"])
+
+
+def test_episode_groups_share_their_episodes():
+    """Envs of a group differ only by their actions; groups differ from each other."""
+    env = make(n_prosumers=3, num_envs=6, episode_group_size=3, seed=4)
+    check_env_specs(env)
+    env.set_seed(1)
+    same = env.rollout(
+        HORIZON, break_when_any_done=False, policy=lambda td: td.update(action(env, 1, [0.3, -0.2]))
+    )
+    obs = same["next", "agents", "observation"]  # (6, T, N, 52), forecast noise included
+    for i in (1, 2):
+        torch.testing.assert_close(obs[i], obs[0])
+        torch.testing.assert_close(obs[3 + i], obs[3])
+    assert not torch.equal(obs[0], obs[3])
+    # different actions in one env of a group change that env only
+    env.set_seed(1)
+    td = env.reset()
+    for _ in range(HORIZON):
+        a = action(env, 1, [0.3, -0.2])
+        a["agents", "action", "power"][1] = -0.5
+        td = env.step(td.update(a))["next"]
+    assert not torch.equal(td["agents", "device_state"][1], td["agents", "device_state"][0])
+    torch.testing.assert_close(td["agents", "device_state"][2], td["agents", "device_state"][0])
+
+
+def test_episode_group_size_one_keeps_the_random_stream():
+    def run(**kw):
+        env = make(n_prosumers=3, num_envs=2, seed=5, **kw)
+        env.set_seed(2)
+        torch.manual_seed(0)
+        return env.rollout(10, break_when_any_done=False)
+
+    torch.testing.assert_close(run()["next", "state"], run(episode_group_size=1)["next", "state"])
 
 
 def test_days_restricts_the_episodes():
