@@ -1,6 +1,7 @@
 """Losses torchrl does not ship, as torchrl ``LossModule`` subclasses."""
 
 from mtmarl.objectives.coma import COMALoss
+from mtmarl.objectives.group_baseline import leave_one_out
 from mtmarl.objectives.reference_kl import ReferenceKLLoss, distribution_kl
 
 __all__ = [
@@ -9,4 +10,6 @@ __all__ = [
     # anchoring a policy to a fixed reference
     "ReferenceKLLoss",
     "distribution_kl",
+    # baselines over envs that share their episodes
+    "leave_one_out",
 ]

@@ -98,6 +98,14 @@ class CollectorConfig:
             the one ``RAY_ADDRESS`` names, else a running local one, else a fresh local
             instance; needs the ``[distributed]`` extra). Both give the same ``[num_envs,
             steps_per_env]`` batch per iteration. Defaults to ``"local"``.
+        episode_group_size (int): the training envs come in consecutive groups of this size
+            that share every episode (common random numbers: the same day, initial state and
+            noise, so that the envs of a group differ only by their actions), passed to the
+            env factory as ``episode_group_size`` (e.g.
+            :class:`~mtmarl.envs.CommunityEnergyEnv`'s; an env that does not take it fails
+            when the run is built). Validation envs draw independent episodes. With
+            ``loss.group_baseline`` the groups give each env a leave-one-out baseline. Must
+            divide ``num_envs / workers``. Defaults to 1 (independent episodes).
 
     Examples:
         >>> c = CollectorConfig(num_envs=8, steps_per_env=20, iterations=3)
@@ -115,6 +123,7 @@ class CollectorConfig:
     iterations: int = 100
     workers: int = 1
     backend: str = "local"
+    episode_group_size: int = 1
 
     def __post_init__(self) -> None:
         _positive(
@@ -123,12 +132,19 @@ class CollectorConfig:
             steps_per_env=self.steps_per_env,
             iterations=self.iterations,
             workers=self.workers,
+            episode_group_size=self.episode_group_size,
         )
         _choice("collector", "backend", self.backend, ("local", "ray"))
         if self.num_envs % self.workers:
             raise ConfigError(
                 f"collector.num_envs ({self.num_envs}) must be a multiple of collector.workers "
                 f"({self.workers})"
+            )
+        if (self.num_envs // self.workers) % self.episode_group_size:
+            raise ConfigError(
+                f"collector.episode_group_size ({self.episode_group_size}) must divide the "
+                f"envs of each worker (collector.num_envs / collector.workers = "
+                f"{self.num_envs // self.workers})"
             )
 
     @property
@@ -304,6 +320,14 @@ class LossConfig:
             (:class:`~mtmarl.objectives.ReferenceKLLoss`), added to the PPO losses: it
             anchors a run that starts from a good policy (``model.action_prior``) where
             PPO's clip only bounds each update; >= 0, 0 turns it off. Defaults to 0.0.
+        group_baseline (bool): MAPPO: subtract from each env's GAE advantages ``(E, T, N, 1)``
+            the mean advantage of the other envs of its episode group
+            (``collector.episode_group_size`` >= 2) at the same step and agent, a
+            leave-one-out baseline (as RLOO's and GRPO's) that removes what the envs of a
+            group share -- the day's weather, loads and prices -- and leaves what their
+            actions changed. The other envs' advantages do not depend on this env's actions,
+            so the policy gradient stays unbiased. The critic and its targets are unchanged.
+            Defaults to False.
 
     Examples:
         >>> try:
@@ -324,6 +348,7 @@ class LossConfig:
     global_value_coeff: float = 1.0
     agent_rewards: bool = False
     reference_kl_coeff: float = 0.0
+    group_baseline: bool = False
 
     def __post_init__(self) -> None:
         for name in ("gamma", "lmbda"):
@@ -498,6 +523,14 @@ class TrainConfig:
             raise ConfigError(
                 "algorithm=coma assigns credit with its counterfactual baseline on the team "
                 "reward; loss.agent_rewards must be false"
+            )
+        if self.loss.group_baseline and (
+            self.algorithm != "mappo" or self.collector.episode_group_size < 2
+        ):
+            raise ConfigError(
+                "loss.group_baseline needs algorithm=mappo and collector.episode_group_size >= "
+                f"2 (the envs a baseline is taken over), got algorithm={self.algorithm!r} and "
+                f"episode_group_size={self.collector.episode_group_size}"
             )
         if self.optim.critic_warmup >= self.collector.iterations:
             raise ConfigError(

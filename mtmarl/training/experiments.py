@@ -75,34 +75,60 @@ class Experiment:
         num_envs: int,
         seed: int,
         phase_mode: str | None,
+        episode_group_size: int = 1,
     ) -> EnvBase:
-        """Call the factory with ``config.env`` as keyword arguments (checked first)."""
+        """Call the factory with ``config.env`` as keyword arguments (checked first), and
+        ``episode_group_size`` when it is not 1 (``collector.episode_group_size``: the
+        factory must then take it)."""
         check_env_kwargs(self.env_factory, config.env, self.name)
+        env_kwargs = dict(config.env)
+        if episode_group_size != 1:
+            env_kwargs["episode_group_size"] = episode_group_size
+            check_takes_episode_groups(
+                self.env_factory, env_kwargs, f"experiment {self.name!r}'s env factory"
+            )
         return self.env_factory(
             num_envs=num_envs,
             device=config.device,
             seed=seed,
             phase_mode=phase_mode,
-            **config.env,
+            **env_kwargs,
         )
 
 
-def check_env_kwargs(factory: EnvFactory, env_kwargs: dict, name: str) -> None:
-    """Fail before any work if ``env_kwargs`` does not fit the factory's signature."""
-    reserved = {"num_envs", "device", "seed", "phase_mode"} & set(env_kwargs)
-    if reserved:
-        raise ConfigError(
-            f"env.{sorted(reserved)[0]} is set by the trainer; use collector.num_envs, "
-            f"device, seed or variant instead"
-        )
+def _bind_error(factory: EnvFactory, env_kwargs: dict) -> TypeError | None:
+    """Why the factory cannot be called with ``env_kwargs`` (and the trainer's own), if not."""
     try:
         inspect.signature(factory).bind(
             num_envs=1, device="cpu", seed=0, phase_mode=None, **env_kwargs
         )
     except TypeError as err:
+        return err
+    return None
+
+
+def check_env_kwargs(factory: EnvFactory, env_kwargs: dict, name: str) -> None:
+    """Fail before any work if ``env_kwargs`` does not fit the factory's signature."""
+    reserved = {"num_envs", "device", "seed", "phase_mode", "episode_group_size"} & set(env_kwargs)
+    if reserved:
         raise ConfigError(
-            f"env options {env_kwargs} do not fit experiment {name!r}: {err}"
-        ) from None
+            f"env.{sorted(reserved)[0]} is set by the trainer; use collector.num_envs, "
+            f"device, seed, variant or collector.episode_group_size instead"
+        )
+    err = _bind_error(factory, env_kwargs)
+    if err is not None:
+        raise ConfigError(f"env options {env_kwargs} do not fit experiment {name!r}: {err}")
+
+
+def check_takes_episode_groups(factory: EnvFactory, env_kwargs: dict, who: str) -> None:
+    """Fail before any work if ``factory`` cannot take ``env_kwargs``, which hold
+    ``episode_group_size`` (``collector.episode_group_size`` > 1)."""
+    err = _bind_error(factory, env_kwargs)
+    if err is not None:
+        raise ConfigError(
+            f"collector.episode_group_size={env_kwargs['episode_group_size']} needs an env "
+            f"that takes episode_group_size; {who} does not ({err})"
+        )
 
 
 _REGISTRY: dict[str, Experiment] = {}
@@ -273,6 +299,7 @@ def _community_factory(
     ev_weight: float = 0.5,
     overload_weight: float = 1.0,
     agent_rewards: bool = True,
+    episode_group_size: int = 1,
 ) -> EnvBase:
     from torchrl.envs import Compose, StepCounter, TransformedEnv
 
@@ -282,6 +309,7 @@ def _community_factory(
     env = CommunityEnergyEnv(
         n_prosumers=n_prosumers,
         num_envs=num_envs,
+        episode_group_size=episode_group_size,
         device=device,
         seed=seed,
         comfort_weight=comfort_weight,

@@ -33,10 +33,11 @@ from torchrl.objectives.multiagent import MAPPOLoss
 from torchrl.objectives.utils import distance_loss
 from torchrl.objectives.value.functional import vec_generalized_advantage_estimate
 
+from mtmarl.objectives import leave_one_out
 from mtmarl.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from mtmarl.training.config import ConfigError, TrainConfig, config_from_yaml, config_to_yaml
 from mtmarl.training.evaluation import EvalResult, evaluate_policy, explained_variance
-from mtmarl.training.experiments import Experiment, get_experiment
+from mtmarl.training.experiments import Experiment, check_takes_episode_groups, get_experiment
 from mtmarl.training.plotting import plot_learning_curve
 
 if TYPE_CHECKING:
@@ -134,14 +135,28 @@ class _EnvMaker:
     experiment: Experiment | None
     env_fn: Callable[..., EnvBase] | None
 
-    def __call__(self, *, num_envs: int, seed: int) -> EnvBase:
+    def __call__(self, *, num_envs: int, seed: int, training: bool = False) -> EnvBase:
+        """``training``: an env of the collector (episode groups of
+        ``collector.episode_group_size``); otherwise a validation env (independent episodes)."""
         cfg = self.config
         phase_mode = PHASE_MODE[cfg.variant]
+        group = cfg.collector.episode_group_size if training else 1
+        grouped = {"episode_group_size": group} if group != 1 else {}
         if self.env_fn is None:
-            env = self.experiment.make_env(cfg, num_envs=num_envs, seed=seed, phase_mode=phase_mode)
+            env = self.experiment.make_env(
+                cfg, num_envs=num_envs, seed=seed, phase_mode=phase_mode, episode_group_size=group
+            )
         else:
+            if grouped:
+                check_takes_episode_groups(self.env_fn, grouped, "the env_fn")
             env = self.env_fn(
-                num_envs=num_envs, device=cfg.device, seed=seed, phase_mode=phase_mode
+                num_envs=num_envs, device=cfg.device, seed=seed, phase_mode=phase_mode, **grouped
+            )
+        base = env.base_env if isinstance(env, TransformedEnv) else env
+        if getattr(base, "episode_group_size", 1) != group:
+            raise ConfigError(
+                f"collector.episode_group_size={group}: the env was built with "
+                f"episode_group_size={getattr(base, 'episode_group_size', None)!r}"
             )
         if not isinstance(env, TransformedEnv):
             env = TransformedEnv(env)
@@ -372,7 +387,7 @@ class Trainer:
 
         torch.manual_seed(config.seed)
         self.device = torch.device(config.device)
-        self.env = self._make_env(config.collector.num_envs, seed=config.seed)
+        self.env = self._make_env(config.collector.num_envs, seed=config.seed, training=True)
         self._read_specs(self.env)
         self._check_model_inputs(actor=actor, critic=critic)
         self.actor, self.critic = self._make_modules(actor=actor, critic=critic)
@@ -413,8 +428,8 @@ class Trainer:
             )
         return None
 
-    def _make_env(self, num_envs: int, *, seed: int) -> EnvBase:
-        return self._env_maker(num_envs=num_envs, seed=seed)
+    def _make_env(self, num_envs: int, *, seed: int, training: bool = False) -> EnvBase:
+        return self._env_maker(num_envs=num_envs, seed=seed, training=training)
 
     def _read_specs(self, env: EnvBase) -> None:
         action_spec = env.full_action_spec[ACTION]
@@ -886,6 +901,8 @@ class Trainer:
             team("terminated"),
             time_dim=data.ndim - 1,
         )
+        if self.config.loss.group_baseline:
+            adv = leave_one_out(adv, self.config.collector.episode_group_size)
         data.set(ADVANTAGE, adv)
         data.set(VALUE_TARGET, target)
         data.set(VALUE, value)
@@ -1001,7 +1018,9 @@ class Trainer:
         cfg = self.config
         per_worker = cfg.collector.num_envs // cfg.collector.workers
         return [
-            functools.partial(self._env_maker, num_envs=per_worker, seed=cfg.seed + 1 + w * 7919)
+            functools.partial(
+                self._env_maker, num_envs=per_worker, seed=cfg.seed + 1 + w * 7919, training=True
+            )
             for w in range(cfg.collector.workers)
         ]
 

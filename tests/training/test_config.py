@@ -54,6 +54,9 @@ def test_overrides_are_typed():
         ("collector.workers=3", r"num_envs \(64\) must be a multiple of collector.workers \(3\)"),
         ("optim.critic_warmup=-1", r"optim.critic_warmup must be >= 0, got -1"),
         ("optim.critic_warmup=100", r"critic_warmup must be < collector.iterations .* 100 >= 100"),
+        ("collector.episode_group_size=0", r"collector.episode_group_size must be > 0"),
+        ("collector.episode_group_size=3", r"episode_group_size \(3\) must divide .* = 64\)"),
+        ("loss.group_baseline=true", r"group_baseline needs .* episode_group_size=1"),
     ],
 )
 def test_bad_overrides_name_the_problem(override, match):

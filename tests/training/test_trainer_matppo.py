@@ -18,7 +18,7 @@ from mtmarl.training import (
     explained_variance,
     get_experiment,
 )
-from mtmarl.training.trainer import GLOBAL_TARGET, VALUE, VALUE_TARGET
+from mtmarl.training.trainer import ADVANTAGE, GLOBAL_TARGET, VALUE, VALUE_TARGET
 
 
 def community_config(*overrides):
@@ -465,3 +465,37 @@ def test_the_logged_explained_variance_is_the_critics_fit_and_rises_as_it_learns
     # an untrained critic explains nothing of the (time-of-day driven) returns; 8 iterations
     # of fitting explain a good part of them
     assert abs(explained[0]) < 0.1 and max(explained[-2:]) > 0.4, explained
+
+
+def test_group_baseline_trains_on_episode_groups_and_validates_on_independent_days(tmp_path):
+    cfg = community_config(
+        "collector.num_envs=4", "collector.episode_group_size=2", "loss.group_baseline=true"
+    )
+    trainer = Trainer(cfg, run_dir=tmp_path / "grouped")
+    assert trainer.env.base_env.episode_group_size == 2
+    assert trainer._make_env(4, seed=1).base_env.episode_group_size == 1  # validation
+    data = trainer._collect(iter(trainer._make_collector()), 0)
+    obs = data["agents", "observation"]  # the envs of a group share their day
+    torch.testing.assert_close(obs[1, 0], obs[0, 0])
+    assert not torch.equal(obs[2, 0], obs[0, 0])
+    trainer._estimate_advantage(data)
+    grouped = data[ADVANTAGE].reshape(2, 2, *data[ADVANTAGE].shape[1:])
+    # leave-one-out within each group: the two envs' advantages are opposite
+    torch.testing.assert_close(grouped[:, 0], -grouped[:, 1])
+    plain = Trainer(community_config("collector.num_envs=4"), run_dir=tmp_path / "plain")
+    assert plain.env.base_env.episode_group_size == 1
+    result = trainer.train()
+    assert result.iterations == cfg.collector.iterations
+
+
+def test_episode_groups_need_an_env_that_takes_them(tmp_path):
+    with pytest.raises(ConfigError, match="env.episode_group_size is set by the trainer"):
+        Trainer(community_config("env.episode_group_size=2"), run_dir=tmp_path / "a")
+    cfg = apply_overrides(
+        TrainConfig(experiment="bandit"),
+        ["collector.num_envs=4", "collector.steps_per_env=4", "collector.episode_group_size=2"],
+    )
+    with pytest.raises(
+        ConfigError, match="needs an env that takes episode_group_size; the env_fn does not"
+    ):
+        Trainer(cfg, env_fn=bandit_env_fn, max_episode_steps=HORIZON, run_dir=tmp_path / "b")
