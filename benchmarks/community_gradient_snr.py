@@ -8,7 +8,9 @@ then collects ``--batches`` independent batches of the run's size (16 days) with
 and takes, for each, the gradient of PPO's objective (``loss_objective``) with respect to
 the actor's parameters. The batch was collected by the same actor, so the importance ratio
 is 1 and that gradient is the policy gradient with the normalised per-agent GAE advantages
-that the first update of a run sees.
+that the first update of a run sees. (The script drives the trainer's own steps,
+``Trainer._collect``, ``_update`` and ``_estimate_advantage``, so that its batches and
+advantages are exactly a run's.)
 
 With ``g_i`` the batch gradients (``M`` of them) it reports, per parameter tensor:
 
