@@ -84,6 +84,14 @@ class Offset(torch.nn.Module):
         return td
 
 
+def both_returns(env, policy) -> tuple[dict[str, float], float]:
+    """The KPIs of ``policy``'s deterministic rollout on ``env`` and its sampled rollout's
+    return, the sampling seeded with ``SAMPLING_SEED`` (the same action noise every call)."""
+    torch.manual_seed(SAMPLING_SEED)
+    sampled = cr.kpis(cr.rollout(env, policy, deterministic=False))["return"]
+    return cr.kpis(cr.rollout(env, policy, deterministic=True)), sampled
+
+
 def offset_scan(actor, env) -> list[str]:
     """The initial actor's returns with one command shifted by each of ``OFFSETS``."""
     lines = [
@@ -97,11 +105,8 @@ def offset_scan(actor, env) -> list[str]:
     ]
     for index, command in enumerate(("battery", "heat pump")):
         for delta in OFFSETS:
-            policy = Offset(actor, index, delta)
-            det = cr.kpis(cr.rollout(env, policy, deterministic=True))["return"]
-            torch.manual_seed(SAMPLING_SEED)
-            sam = cr.kpis(cr.rollout(env, policy, deterministic=False))["return"]
-            lines.append(f"| {command} | {delta:+g} | {det:.3f} | {sam:.3f} |")
+            det, sam = both_returns(env, Offset(actor, index, delta))
+            lines.append(f"| {command} | {delta:+g} | {det['return']:.3f} | {sam:.3f} |")
             print(lines[-1], flush=True)
     return lines
 
@@ -262,13 +267,7 @@ def step_test(trainer, env, names, params, g) -> list[str]:
         "noise: difference of the two halves' means": g[:half].mean(0) - g[half : 2 * half].mean(0),
     }
     start = [p.detach().clone() for p in params]
-
-    def returns() -> tuple[dict[str, float], float]:
-        torch.manual_seed(SAMPLING_SEED)
-        sampled = cr.kpis(cr.rollout(env, trainer.actor, deterministic=False))["return"]
-        return cr.kpis(cr.rollout(env, trainer.actor, deterministic=True)), sampled
-
-    initial, initial_sampled = returns()
+    initial, initial_sampled = both_returns(env, trainer.actor)
     lines = [
         "",
         "Step test: the actor moved by a length `step` (parameter norm) along each direction "
@@ -289,7 +288,7 @@ def step_test(trainer, env, names, params, g) -> list[str]:
                 for p, p0 in zip(params, start):
                     p.copy_(p0 + size * d[offset : offset + p.numel()].view_as(p).to(p.dtype))
                     offset += p.numel()
-            k, sampled = returns()
+            k, sampled = both_returns(env, trainer.actor)
             lines.append(
                 f"| {label} | {size:g} | {k['return']:.3f} | {k['return'] - initial['return']:+.3f} "
                 f"| {sampled:.3f} | {sampled - initial_sampled:+.3f} | {k['cost']:.2f} "

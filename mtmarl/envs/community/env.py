@@ -876,9 +876,8 @@ class CommunityEnergyEnv(BatchedTorchEnv):
         price = window_env[..., 0]  # (E, 12)
         if self.forecast_noise > 0:
             groups = E // self.episode_group_size  # one draw per group
-            eps = self._ungroup(self._randn(groups, N, _WINDOW, 2)) * self._forecast_std.unsqueeze(
-                -1
-            )
+            eps = self._ungroup(self._randn(groups, N, _WINDOW, 2))
+            eps = eps * self._forecast_std.unsqueeze(-1)
             pv_f = (pv * (1 + eps[..., 0])).clamp_min(0)
             load_f = (load * (1 + eps[..., 1])).clamp_min(0)
             price_f = price * (1 + self._ungroup(self._randn(groups, _WINDOW)) * self._forecast_std)
