@@ -39,30 +39,20 @@ sys.path.insert(0, str(Path(__file__).parent))
 import community_results as cr  # noqa: E402
 from community_prior_selection import SELECTION_SEED  # noqa: E402
 
-from mtmarl.envs.community import perfect_foresight_plan  # noqa: E402
 from mtmarl.training import Trainer  # noqa: E402
 
 #: the first demonstration community's env seed (away from every benchmark's communities)
 DEMO_SEED = 50_000
-#: the episodes' seed on each demonstration community
-EPISODES_SEED = 1
 MINIBATCH = 512
 ACTION = ("agents", "action")
 
 
 def demonstrations(seed: int, days: int):
-    """The plan's steps ``(days * 96,)`` on one community, without ``"next"``."""
+    """The plan's steps ``(days * 96,)`` on one community, without ``"next"``: the prior's
+    rollout and the plan for its EV levels, on the days ``community_results`` draws."""
     env = cr.eval_env(10, days, "basic", seed=seed)
-    env.set_seed(EPISODES_SEED)
-    with torch.no_grad():
-        prior = env.rollout(
-            cr.CommunityEnergyEnv.HORIZON, cr.BASELINES[cr.PRIOR](env), break_when_any_done=False
-        )
-    env.set_seed(EPISODES_SEED)
-    td = env.reset()
-    modes = prior[(*ACTION, "mode")]
-    plan = perfect_foresight_plan(env, ev_modes=modes, keep_battery_energy=True)
-    ran = plan.rollout(env, td)
+    prior = cr.rollout(env, cr.BASELINES[cr.PRIOR](env), deterministic=True)
+    _, ran = cr.lp_rollout(env, prior[(*ACTION, "mode")], keep_battery_energy=True)
     print(
         f"community {seed}: prior {cr.kpis(prior)['return']:.3f}, plan {cr.kpis(ran)['return']:.3f}",
         flush=True,
