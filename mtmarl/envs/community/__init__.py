@@ -4,7 +4,8 @@ One concept per file: :mod:`~mtmarl.envs.community.market` (the cloud trading pl
 clearing), :mod:`~mtmarl.envs.community.devices` (battery, EV and heat-pump physics),
 :mod:`~mtmarl.envs.community.env` (:class:`CommunityEnergyEnv`, the batched torchrl env),
 :mod:`~mtmarl.envs.community.baselines` (no-flexibility and rule-based self-consumption policies)
-and :mod:`~mtmarl.envs.community.reference` (perfect-foresight planning: what no policy can beat).
+:mod:`~mtmarl.envs.community.mpc` (receding-horizon control from the agents' forecasts) and
+:mod:`~mtmarl.envs.community.reference` (perfect-foresight planning: what no policy can beat).
 """
 
 from mtmarl.envs.community.baselines import (
@@ -20,6 +21,7 @@ from mtmarl.envs.community.market import (
     grid_only_bill,
     mid_market_rate,
 )
+from mtmarl.envs.community.mpc import ModelPredictiveController
 from mtmarl.envs.community.reference import PerfectForesightPlan, perfect_foresight_plan
 
 __all__ = [
@@ -34,6 +36,8 @@ __all__ = [
     "NoFlexibilityPolicy",
     "RuleBasedSelfConsumptionPolicy",
     "thermostat",
+    # model-predictive control from the agents' forecasts
+    "ModelPredictiveController",
     # perfect-foresight planning: the bound no policy beats, and runnable plans
     "PerfectForesightPlan",
     "perfect_foresight_plan",
