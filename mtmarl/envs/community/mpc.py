@@ -7,7 +7,9 @@ home's noisy 3-hour forecast of PV, load and price, its device state and its con
 and nothing of the future beyond that window. At every step it solves one linear program
 over the next ``horizon`` steps for every community of the batch (HiGHS,
 :func:`scipy.optimize.linprog`), applies the first step of the plan to the batteries and
-heat pumps, and plans again at the next step. Where the learned policies' gap to the
+heat pumps, and plans again at the next step. With ``scope="home"`` every home plans alone
+instead, from its own observation and models and for its own grid bill: decentralised
+model-based control, blind to the transformer. Where the learned policies' gap to the
 perfect-foresight bound comes from -- the information a policy has, or how well it uses
 it -- is what this controller measures.
 
@@ -148,6 +150,12 @@ class ModelPredictiveController(TensorDictModuleBase):
         comfort_margin (float): deg C by which the program narrows the comfort band on each
             side, a hedge against its model errors (the gains and outdoor temperature it
             estimates); in ``[0, half the band)``. Defaults to ``0.0``.
+        scope (str): ``"community"``: one program for the whole community, which pays for
+            its net exchange and for the transformer's overload (a central controller).
+            ``"home"``: every home plans alone from its own observation and models, for its
+            own grid bill (buying and selling at the grid's prices; the community market's
+            better internal rate and the transformer are not in its program) -- decentralised
+            model-based control. Defaults to ``"community"``.
         episode_end_value (float | None): ``None``: the windows run on past the episode's
             end (noon), as a controller that operates day after day plans. A float ``>= 0``:
             a window that reaches the episode's last step stops there (nothing after it
@@ -174,6 +182,7 @@ class ModelPredictiveController(TensorDictModuleBase):
         tail_hours: int = 0,
         battery_value: float = 0.15,
         comfort_margin: float = 0.0,
+        scope: str = "community",
         episode_end_value: float | None = None,
     ) -> None:
         base = _check_env(env, _WHO)
@@ -208,6 +217,8 @@ class ModelPredictiveController(TensorDictModuleBase):
                 f"{_WHO} expected episode_end_value None or a finite float >= 0, got "
                 f"{episode_end_value!r}"
             )
+        if scope not in ("community", "home"):
+            raise ValueError(f"{_WHO} expected scope 'community' or 'home', got {scope!r}")
         if ev_policy is not None and not callable(ev_policy):
             raise TypeError(
                 f"{_WHO} expected ev_policy to be callable or None, got {type(ev_policy).__name__}"
@@ -218,6 +229,7 @@ class ModelPredictiveController(TensorDictModuleBase):
         self.tail_hours = tail_hours
         self.battery_value = float(battery_value)
         self.comfort_margin = float(comfort_margin)
+        self.scope = scope
         self.episode_end_value = None if episode_end_value is None else float(episode_end_value)
         self._episode_steps = int(base.HORIZON)
         ev_in = list(getattr(self.ev_policy, "in_keys", []))
@@ -370,9 +382,9 @@ class ModelPredictiveController(TensorDictModuleBase):
         comfort_weight, overload_weight = self._weights
         w = inside[..., None]  # (K, E, 1): nothing after the episode's end counts
         discomfort = lp.var((K, E, N), 0.0, np.inf, comfort_weight * col * w)
-        imp = lp.var((K, E, 1), 0.0, np.inf, buy * w)
-        exp = lp.var((K, E, 1), 0.0, np.inf, -sell * w)
-        over = lp.var((K, E, 1), 0.0, np.inf, overload_weight * col * w)
+        S = N if self.scope == "home" else 1  # who exchanges with the grid: each home, or all
+        imp = lp.var((K, E, S), 0.0, np.inf, buy * w)
+        exp = lp.var((K, E, S), 0.0, np.inf, -sell * w)
 
         eta, ones = _BATTERY_ETA, np.ones((K, E, N))
         _linear_dynamics(
@@ -398,14 +410,16 @@ class ModelPredictiveController(TensorDictModuleBase):
         lp.at_most([(temp, 1.0), (discomfort, -1.0)], np.full((K, E, N), hi - m))
         devices = [(x, sign * col * ones) for x, sign in ((charge, -1), (discharge, 1))]
         devices += [(heat, -col * ones), (cool, -col * ones)]
-        lp.equal(
-            [(imp, 1.0), (exp, -1.0), *devices],
-            col * (load - pv + ev).sum(-1, keepdims=True),
-        )
-        rating = np.full((K, E, 1), self._rating)
-        per_h = 1.0 / col
-        lp.at_most([(imp, per_h), (exp, -per_h), (over, -1.0)], rating)
-        lp.at_most([(imp, -per_h), (exp, per_h), (over, -1.0)], rating)
+        net = col * (load - pv + ev)  # (K, E, N) kWh before the devices
+        if self.scope == "community":
+            net = net.sum(-1, keepdims=True)
+        lp.equal([(imp, 1.0), (exp, -1.0), *devices], net)
+        if self.scope == "community":  # a home does not see the transformer
+            over = lp.var((K, E, 1), 0.0, np.inf, overload_weight * col * w)
+            rating = np.full((K, E, 1), self._rating)
+            per_h = 1.0 / col
+            lp.at_most([(imp, per_h), (exp, -per_h), (over, -1.0)], rating)
+            lp.at_most([(imp, -per_h), (exp, per_h), (over, -1.0)], rating)
         try:
             x = lp.solve()
         except RuntimeError as error:

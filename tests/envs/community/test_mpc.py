@@ -141,6 +141,29 @@ def test_beats_the_rules_it_takes_the_cars_from():
     assert returns[1] > returns[0] + 0.5, returns
 
 
+def test_one_home_plans_alike_at_either_scope():
+    # one home under a transformer it never reaches: its own bill is the community's (one
+    # step ahead: a longer window has optima that differ only in when the battery charges)
+    env = CommunityEnergyEnv(n_prosumers=1, num_envs=6, seed=4, transformer_rating_kw=1e3)
+    td = _reset(env)
+    kwargs = {"horizon": 1, "battery_value": 0.17}
+    home = ModelPredictiveController(env, scope="home", **kwargs).plan(td.clone())[1]
+    community = ModelPredictiveController(env, **kwargs).plan(td.clone())[1]
+    torch.testing.assert_close(home, community, atol=1e-6, rtol=0)
+
+
+def test_homes_alone_never_see_the_transformer(env):
+    # stored energy worth more than the import price, a transformer of 1 kW: the community
+    # plan keeps its exchange near the rating, the homes alone all charge at full power
+    small = CommunityEnergyEnv(n_prosumers=4, num_envs=6, seed=3, transformer_rating_kw=1.0)
+    td = _reset(small)
+    kwargs = {"horizon": 1, "battery_value": 0.5}
+    alone = ModelPredictiveController(small, scope="home", **kwargs)(td.clone())
+    central = ModelPredictiveController(small, **kwargs)(td.clone())
+    assert bool((alone[_POWER][..., 0] > 1 - 1e-5).all())
+    assert central[_POWER][..., 0].mean() < alone[_POWER][..., 0].mean() - 0.2
+
+
 def test_rollout_with_a_transformed_env():
     from torchrl.envs import StepCounter, TransformedEnv
 
@@ -172,6 +195,8 @@ def test_bad_configuration(env):
     for value in (-1.0, float("inf")):
         with pytest.raises(ValueError, match="episode_end_value None or a finite"):
             ModelPredictiveController(env, episode_end_value=value)
+    with pytest.raises(ValueError, match="scope 'community' or 'home'"):
+        ModelPredictiveController(env, scope="street")
     with pytest.raises(TypeError, match="ev_policy to be callable"):
         ModelPredictiveController(env, ev_policy=3)
 
