@@ -77,7 +77,7 @@ from mtmarl.envs.community.env import (
     _START_HOUR,
     CommunityEnergyEnv,
 )
-from mtmarl.envs.community.reference import _Program
+from mtmarl.envs.community.reference import _dynamics, _Program
 
 __all__ = ["ModelPredictiveController"]
 
@@ -91,6 +91,11 @@ _CLIMATOLOGY_DAYS = 7
 _LOAD_EVENT_MEAN = 0.04 * 1.25
 
 
+def _hour_mean(series: np.ndarray, per_hour: int) -> np.ndarray:
+    """At each slot of ``series`` (last axis, circular), the mean of the hour starting there."""
+    return np.stack([np.roll(series, -j, axis=-1) for j in range(per_hour)]).mean(0)
+
+
 def _climatology(series: np.ndarray, per_hour: int) -> np.ndarray:
     """``(C, 365 * spd)`` 15-min series -> at each slot, the mean of the hour starting there
     over the ``_CLIMATOLOGY_DAYS`` days either side (circular over the year)."""
@@ -98,24 +103,7 @@ def _climatology(series: np.ndarray, per_hour: int) -> np.ndarray:
     days = series.reshape(C, 365, S // 365)
     width = 2 * _CLIMATOLOGY_DAYS + 1
     smooth = sum(np.roll(days, d, axis=1) for d in range(-_CLIMATOLOGY_DAYS, _CLIMATOLOGY_DAYS + 1))
-    flat = (smooth / width).reshape(C, S)
-    return np.stack([np.roll(flat, -j, axis=1) for j in range(per_hour)]).mean(0)
-
-
-def _linear_dynamics(lp: _Program, state, inputs, *, decay, forcing, initial) -> None:
-    """``state[k] = decay[k] * state[k - 1] + sum_j coef_j[k] * input_j[k] + forcing[k]``.
-
-    Every array is ``(K, E, N)`` (coefficients per step: the steps may differ in length);
-    ``state[-1]`` is ``initial`` ``(E, N)``.
-    """
-    terms = [(x, -c) for x, c in inputs]
-    lp.equal(
-        [(state[:1], 1.0), *((x[:1], c[:1]) for x, c in terms)], forcing[:1] + decay[:1] * initial
-    )
-    lp.equal(
-        [(state[1:], 1.0), (state[:-1], -decay[1:]), *((x[1:], c[1:]) for x, c in terms)],
-        forcing[1:],
-    )
+    return _hour_mean((smooth / width).reshape(C, S), per_hour)
 
 
 class ModelPredictiveController(TensorDictModuleBase):
@@ -253,37 +241,40 @@ class ModelPredictiveController(TensorDictModuleBase):
         self._per_hour = int(round(1.0 / self._dt))
         self._orientation = base._orientation.cpu().numpy()
         self._load_mean = f64(base._load_mean)
-        self._event_mean = _LOAD_EVENT_MEAN
         self._clim_pv = _climatology(f64(base._pv_unit), self._per_hour)
         self._clim_t_out = _climatology(f64(base._temp_air)[None], self._per_hour)[0]
         self._clim_ghi = _climatology(f64(base._ghi)[None], self._per_hour)[0]
         # the daily schedules by 15-min slot of the day (the env's start at noon)
         spd = 24 * self._per_hour
         of_episode = (np.arange(spd) - _START_HOUR * self._per_hour) % spd
-        hourly = lambda x: np.stack([np.roll(x, -j) for j in range(self._per_hour)]).mean(0)  # noqa: E731
-        self._clim_load = hourly(f64(base._load_shape)[of_episode])
-        self._clim_tou = hourly(f64(base._tou)[of_episode])
+        self._clim_load = _hour_mean(f64(base._load_shape)[of_episode], self._per_hour)
+        self._clim_tou = _hour_mean(f64(base._tou)[of_episode], self._per_hour)
 
-    def _ev_power(self, context: np.ndarray, mode: np.ndarray, dts: np.ndarray) -> np.ndarray:
-        """``(K, E, N)`` kW: the chosen level held while plugged in and the car needs energy."""
+    def _ev_power(
+        self, context: np.ndarray, mode: np.ndarray, begins: np.ndarray, dts: np.ndarray
+    ) -> np.ndarray:
+        """``(K, E, N)`` kW: the chosen level held while plugged in and the car needs energy,
+        over steps starting ``begins`` ``(K,)`` hours from now and lasting ``dts`` hours."""
         plugged = context[..., _PLUGGED] > 0.5  # (E, N)
         hours_left = context[..., _TO_DEPARTURE] * 24.0  # until departure
         need = context[..., _NEED] * self._ev_cap  # kWh into the car
         power = self._chargers[mode] * plugged  # (E, N)
         out = np.zeros((dts.size, *mode.shape))
-        for k, (begin, dt) in enumerate(zip(np.cumsum(dts) - dts, dts)):
+        for k, (begin, dt) in enumerate(zip(begins, dts)):
             # the share of the step before the car leaves, and no more than its need
             share = np.clip((hours_left - begin) / dt, 0.0, 1.0)
             out[k] = np.minimum(power * share, need / (_EV_ETA * dt))
             need = need - _EV_ETA * dt * out[k]
         return out
 
-    def _climatology(self, context: np.ndarray, start_h: float) -> dict[str, np.ndarray]:
+    def _climatology(
+        self, context: np.ndarray, hour: np.ndarray, start_h: float
+    ) -> dict[str, np.ndarray]:
         """The tail's hourly expectations ``(tail_hours, E, N)`` / ``(tail_hours, E, 1)``,
-        for the hours starting ``start_h`` hours after the current step."""
+        for the hours starting ``start_h`` hours after the current step (at ``hour`` o'clock,
+        ``(E,)``)."""
         T = self.tail_hours
         spd = 24 * self._per_hour
-        hour = (np.arctan2(context[:, 0, _SIN_TOD], context[:, 0, _COS_TOD]) * (12 / np.pi)) % 24
         doy = np.arctan2(context[:, 0, _DOY_SIN], context[:, 0, _DOY_COS]) % (2 * np.pi)
         day = np.rint(doy * 365 / (2 * np.pi)).astype(int) % 365
         # slots of the year (15-min) each tail hour starts at: (T, E)
@@ -293,7 +284,7 @@ class ModelPredictiveController(TensorDictModuleBase):
         of_day = slot % spd  # the schedules (load shape, tariff) repeat daily
         pv = self._clim_pv[:, slot]  # (n_orient, T, E) kW per kWp, hourly mean
         pv = pv[self._orientation].transpose(1, 2, 0) * self._pv_kwp  # (T, E, N)
-        load = self._load_mean * self._clim_load[of_day][..., None] + self._event_mean
+        load = self._load_mean * self._clim_load[of_day][..., None] + _LOAD_EVENT_MEAN
         ghi = self._clim_ghi[slot][..., None]
         return {
             "pv": pv,
@@ -338,7 +329,9 @@ class ModelPredictiveController(TensorDictModuleBase):
         E, H, dt = fc.shape[0], self.horizon, self._dt
         K = H + self.tail_hours
         dts = np.r_[np.full(H, dt), np.ones(self.tail_hours)]  # (K,) hours per step
+        begins = np.cumsum(dts) - dts  # (K,) hours from now
         col = dts[:, None, None]  # (K, 1, 1)
+        hour = (np.arctan2(context[:, 0, _SIN_TOD], context[:, 0, _COS_TOD]) * (12 / np.pi)) % 24
         # (K, E, N) per home and (K, E, 1) per community: the window's first H leads ...
         offset, scale = self._t_out_norm
         window = {
@@ -349,11 +342,11 @@ class ModelPredictiveController(TensorDictModuleBase):
         }
         window["gains"] = 0.2 + self._solar_gain * window["pv"] / np.maximum(self._pv_kwp, 1e-6)
         if self.tail_hours:  # ... then the tail's hourly expectations
-            tail = self._climatology(context, H * dt)
+            tail = self._climatology(context, hour, H * dt)
             window = {k: np.concatenate((v, tail[k]), 0) for k, v in window.items()}
         pv, load, buy, t_out, gains = (window[k] for k in ("pv", "load", "buy", "t_out", "gains"))
         sell = np.minimum(buy, self._sell)
-        ev = self._ev_power(context, mode, dts)
+        ev = self._ev_power(context, mode, begins, dts)
         lo, hi = self._band
         temp0 = (lo + hi) / 2 + device[..., 2] * (hi - lo) / 2  # (E, N) deg C
 
@@ -362,15 +355,13 @@ class ModelPredictiveController(TensorDictModuleBase):
         value = np.full(E, self.battery_value)
         inside = np.ones((K, E))
         if self.episode_end_value is not None:
-            hour = np.arctan2(context[:, 0, _SIN_TOD], context[:, 0, _COS_TOD]) * (12 / np.pi)
             left_h = (self._episode_steps - np.rint(((hour - _START_HOUR) % 24.0) / dt)) * dt
-            begins = np.cumsum(dts) - dts  # (K,) hours from now
             inside = (begins[:, None] < left_h[None] - 1e-9).astype(float)
             ends = left_h <= dts.sum() + 1e-9  # the episode ends within the plan
             last = np.where(ends, inside.sum(0) - 1, K - 1).astype(int)
             value = np.where(ends, self.episode_end_value, value)
 
-        lp = _Program()
+        lp = _Program(_WHO)
         charge = lp.var((K, E, N), 0.0, self._bat_pmax)
         discharge = lp.var((K, E, N), 0.0, self._bat_pmax)
         terminal = np.zeros((K, E, N))
@@ -386,30 +377,29 @@ class ModelPredictiveController(TensorDictModuleBase):
         imp = lp.var((K, E, S), 0.0, np.inf, buy * w)
         exp = lp.var((K, E, S), 0.0, np.inf, -sell * w)
 
-        eta, ones = _BATTERY_ETA, np.ones((K, E, N))
-        _linear_dynamics(
+        eta = _BATTERY_ETA
+        _dynamics(
             lp,
             stored,
-            [(charge, eta * col * ones), (discharge, -col / eta * ones)],
-            decay=ones,
-            forcing=0.0 * ones,
+            [(charge, eta * col), (discharge, -col / eta)],
+            decay=1.0,
+            forcing=np.zeros((K, E, N)),
             initial=device[..., 0] * self._bat_cap,
         )
-        a = np.exp(-col / (self._r * self._c))  # (K, 1, N) -> (K, E, N) below
+        a = np.exp(-col / (self._r * self._c))  # (K, 1, N)
         gain = (1.0 - a) * self._r * _HVAC_COP
-        _linear_dynamics(
+        _dynamics(
             lp,
             temp,
-            [(heat, gain * ones), (cool, -gain * ones)],
-            decay=a * ones,
+            [(heat, gain), (cool, -gain)],
+            decay=a,
             forcing=(1.0 - a) * (t_out + self._r * gains),
             initial=temp0,
         )
         m = self.comfort_margin
         lp.at_most([(temp, -1.0), (discomfort, -1.0)], np.full((K, E, N), -(lo + m)))
         lp.at_most([(temp, 1.0), (discomfort, -1.0)], np.full((K, E, N), hi - m))
-        devices = [(x, sign * col * ones) for x, sign in ((charge, -1), (discharge, 1))]
-        devices += [(heat, -col * ones), (cool, -col * ones)]
+        devices = [(charge, -col), (discharge, col), (heat, -col), (cool, -col)]
         net = col * (load - pv + ev)  # (K, E, N) kWh before the devices
         if self.scope == "community":
             net = net.sum(-1, keepdims=True)
@@ -420,10 +410,7 @@ class ModelPredictiveController(TensorDictModuleBase):
             per_h = 1.0 / col
             lp.at_most([(imp, per_h), (exp, -per_h), (over, -1.0)], rating)
             lp.at_most([(imp, -per_h), (exp, per_h), (over, -1.0)], rating)
-        try:
-            x = lp.solve()
-        except RuntimeError as error:
-            raise RuntimeError(str(error).replace("perfect_foresight_plan", _WHO)) from None
+        x = lp.solve()
         battery = (x[charge] - x[discharge]) / self._bat_pmax
         hvac = (x[heat] - x[cool]) / self._hvac_pmax
         power = torch.as_tensor(np.stack((battery, hvac), -1).transpose(1, 0, 2, 3))

@@ -192,9 +192,11 @@ class PerfectForesightPlan:
 
 
 class _Program:
-    """A sparse LP under construction: variable blocks, rows as (row, col, value) triplets."""
+    """A sparse LP under construction: variable blocks, rows as (row, col, value) triplets;
+    ``who`` names the caller in the error of a failed solve."""
 
-    def __init__(self) -> None:
+    def __init__(self, who: str = _WHO) -> None:
+        self.who = who
         self.n_vars = 0
         self.lower: list[np.ndarray] = []
         self.upper: list[np.ndarray] = []
@@ -254,7 +256,7 @@ class _Program:
             method="highs",
         )
         if result.status != 0:
-            raise RuntimeError(f"{_WHO}: HiGHS did not find the optimum: {result.message}")
+            raise RuntimeError(f"{self.who}: HiGHS did not find the optimum: {result.message}")
         return result.x
 
 
@@ -312,14 +314,22 @@ def _fixed_ev_power(env: CommunityEnergyEnv, e: int, modes: np.ndarray) -> np.nd
 
 
 def _dynamics(lp: _Program, state, inputs, *, decay, forcing, initial) -> None:
-    """``state[t] = decay * state[t - 1] + sum_k coef_k * input_k[t] + forcing[t]``, ``(T, N)``.
+    """``state[t] = decay[t] * state[t - 1] + sum_k coef_k[t] * input_k[t] + forcing[t]``.
 
-    ``state[-1]`` is ``initial`` ``(N,)``; ``decay`` and the coefficients broadcast to ``(N,)``.
+    ``state`` and the inputs are index arrays ``(T, ...)`` with time first; ``decay``, the
+    coefficients and ``forcing`` broadcast to their shape (per step, e.g. for steps of
+    different lengths, or constant); ``state[-1]`` is ``initial`` ``(...)``.
     """
-    terms = [(x, -np.asarray(cf, float)) for x, cf in inputs]
-    lp.equal([(state[:1], 1.0), *((x[:1], cf) for x, cf in terms)], forcing[:1] + decay * initial)
+    full = lambda x: np.broadcast_to(np.asarray(x, float), state.shape)  # noqa: E731
+    decay = full(decay)
+    terms = [(x, -full(cf)) for x, cf in inputs]
     lp.equal(
-        [(state[1:], 1.0), (state[:-1], -decay), *((x[1:], cf) for x, cf in terms)], forcing[1:]
+        [(state[:1], 1.0), *((x[:1], cf[:1]) for x, cf in terms)],
+        forcing[:1] + decay[:1] * initial,
+    )
+    lp.equal(
+        [(state[1:], 1.0), (state[:-1], -decay[1:]), *((x[1:], cf[1:]) for x, cf in terms)],
+        forcing[1:],
     )
 
 
