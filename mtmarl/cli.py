@@ -2,12 +2,17 @@
 
 ::
 
-    mtmarl list
-    mtmarl train EXPERIMENT [key=value ...] [--run-dir DIR] [--resume]
-    mtmarl evaluate RUN_DIR [--episodes N]
+    mtmarl list [--import MODULE ...]
+    mtmarl train EXPERIMENT [key=value ...] [--run-dir DIR] [--resume] [--import MODULE ...]
+    mtmarl evaluate RUN_DIR [--episodes N] [--import MODULE ...]
 
 Overrides use dotted keys and YAML values, e.g. ``variant=onehot seed=3 optim.lr=1e-3
 model.num_cells=[128,128]``; a typo'd key or an out-of-range value fails before any work.
+
+``--import MODULE`` (repeatable; a dotted module name or a ``.py`` file) imports a module that
+registers presets of your own (:func:`~mtmarl.training.register_experiment`) before the command
+looks its experiment up; installed packages can declare theirs under the entry-point group
+``mtmarl.experiments`` instead (:mod:`mtmarl.training.experiments`).
 """
 
 from __future__ import annotations
@@ -98,14 +103,31 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+_UNKNOWN_HINT = (
+    "an experiment of your own: --import MODULE (a module or .py file that calls "
+    "register_experiment), or an installed package's 'mtmarl.experiments' entry point"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mtmarl", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
+    # every command takes --import, after its own arguments as its other options
+    imports = argparse.ArgumentParser(add_help=False)
+    imports.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import MODULE (dotted name or .py file) first, for the experiments it registers; "
+        "repeatable",
+    )
 
-    p_list = sub.add_parser("list", help="experiments, algorithms and variants")
+    p_list = sub.add_parser("list", parents=[imports], help="experiments, algorithms and variants")
     p_list.set_defaults(func=_cmd_list)
 
-    p_train = sub.add_parser("train", help="train on an experiment preset")
+    p_train = sub.add_parser("train", parents=[imports], help="train on an experiment preset")
     p_train.add_argument("experiment", nargs="?", help="preset name (see `mtmarl list`)")
     p_train.add_argument("overrides", nargs="*", help="key=value overrides")
     p_train.add_argument(
@@ -118,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p_train.set_defaults(func=_cmd_train)
 
-    p_eval = sub.add_parser("evaluate", help="evaluate a run's last checkpoint")
+    p_eval = sub.add_parser("evaluate", parents=[imports], help="evaluate a run's last checkpoint")
     p_eval.add_argument("run_dir")
     p_eval.add_argument("--episodes", type=int, default=None)
     p_eval.set_defaults(func=_cmd_evaluate)
@@ -127,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``mtmarl`` console script; returns the exit code."""
-    from mtmarl.training import CheckpointError, ConfigError
+    from mtmarl.training import CheckpointError, ConfigError, import_experiments
 
     parser = build_parser()
     # overrides may come after options (`train X --run-dir D seed=1`): collect the leftovers
@@ -147,9 +169,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.experiment is None and not (args.resume and args.run_dir):
             parser.error("train needs an EXPERIMENT (or --resume --run-dir DIR)")
     try:
+        for module in args.imports:
+            import_experiments(module)
         return args.func(args)
-    except (ConfigError, CheckpointError, KeyError) as err:
+    except (ConfigError, CheckpointError, KeyError, ImportError) as err:
         message = err.args[0] if isinstance(err, KeyError) else str(err)
+        if isinstance(err, KeyError) and message.startswith("unknown experiment"):
+            message += f"\n  ({_UNKNOWN_HINT})"
         print(f"error: {message}", file=sys.stderr)
         return 2
 

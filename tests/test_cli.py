@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 
 from mtmarl.cli import main
@@ -36,3 +39,69 @@ def test_train_needs_an_experiment(capsys):
 def test_evaluate_rejects_non_run_dir(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path)]) == 2
     assert "not a run directory" in capsys.readouterr().err
+
+
+PLUGIN = """
+from bandit_env import HORIZON, bandit_env_fn
+
+from mtmarl.training import CollectorConfig, Experiment, TrainConfig, register_experiment
+
+register_experiment(
+    Experiment(
+        name="cli-bandit",
+        description="a preset of the user's own",
+        env_factory=bandit_env_fn,
+        config=TrainConfig(
+            experiment="cli-bandit",
+            variant="basic",
+            collector=CollectorConfig(num_envs=4, steps_per_env=HORIZON, iterations=1),
+        ),
+        max_episode_steps=HORIZON,
+    )
+)
+"""
+
+
+@pytest.fixture
+def plugin(tmp_path, monkeypatch):
+    """A ``.py`` file registering ``cli-bandit``; the registry is restored afterwards."""
+    import mtmarl.training.experiments as experiments
+
+    monkeypatch.setattr(experiments, "_REGISTRY", dict(experiments._REGISTRY))
+    monkeypatch.setattr(sys, "path", [str(Path(__file__).parent / "training"), *sys.path])
+    monkeypatch.delitem(sys.modules, "cli_bandit", raising=False)
+    path = tmp_path / "cli_bandit.py"
+    path.write_text(PLUGIN)
+    return path
+
+
+def test_import_a_preset_of_your_own(plugin, tmp_path, capsys):
+    assert main(["list", "--import", str(plugin)]) == 0
+    assert "cli-bandit" in capsys.readouterr().out
+    run_dir = tmp_path / "run"
+    argv = ["train", "cli-bandit", "eval.episodes=4", "run.progress=false"]
+    assert main([*argv, "optim.minibatch_size=8", "--run-dir", str(run_dir)]) == 0
+    assert "evaluation over 4 episodes" in capsys.readouterr().out
+    assert (run_dir / "checkpoints" / "last.pt").is_file()
+    # a later process: the run names an experiment that only the import registers
+    import mtmarl.training.experiments as experiments
+
+    del experiments._REGISTRY["cli-bandit"]
+    del sys.modules["cli_bandit"]
+    assert main(["evaluate", str(run_dir), "--episodes", "2"]) == 2
+    assert "--import MODULE" in capsys.readouterr().err
+    assert main(["evaluate", str(run_dir), "--episodes", "2", "--import", str(plugin)]) == 0
+    assert "evaluation over 2 episodes" in capsys.readouterr().out
+
+
+def test_unknown_experiment_says_how_to_bring_your_own(capsys):
+    assert main(["train", "my-task"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown experiment 'my-task'" in err and "'mtmarl.experiments' entry point" in err
+
+
+def test_bad_import_fails_before_work(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "movebox-easy", "--import", "no_such_mod"]) == 2
+    assert "could not import 'no_such_mod' (--import)" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()

@@ -27,8 +27,10 @@ from mtmarl.training.evaluation import (
     wilson_interval,
 )
 from mtmarl.training.experiments import (
+    ENTRY_POINT_GROUP,
     Experiment,
     get_experiment,
+    import_experiments,
     list_experiments,
     register_experiment,
 )
@@ -51,8 +53,10 @@ __all__ = [
     "config_from_yaml",
     "config_to_yaml",
     # experiment presets
+    "ENTRY_POINT_GROUP",
     "Experiment",
     "get_experiment",
+    "import_experiments",
     "list_experiments",
     "register_experiment",
     # training

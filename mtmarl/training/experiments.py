@@ -2,15 +2,29 @@
 
 An :class:`Experiment` couples an environment factory with the default :class:`TrainConfig` of
 a task. ``mtmarl train NAME`` starts from ``get_experiment(NAME).config`` and applies the
-command line's overrides. Register your own with :func:`register_experiment`.
+command line's overrides. Register your own with :func:`register_experiment`; to reach
+them from the command line, name the module that registers them
+(``mtmarl train NAME --import my_package.experiments``, :func:`import_experiments`) or let an
+installed package declare it under the entry-point group ``mtmarl.experiments``
+(:data:`ENTRY_POINT_GROUP`), which the registry loads the first time it is looked up::
+
+    # the pyproject.toml of your package
+    [project.entry-points."mtmarl.experiments"]
+    feeder = "my_package.experiments"          # a module that calls register_experiment
+    # or = "my_package.experiments:FEEDER"     # an Experiment (or a list of them)
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
 import inspect
+import sys
+import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
 
 from tensordict.utils import NestedKey
 from torchrl.envs import EnvBase
@@ -25,7 +39,20 @@ from mtmarl.training.config import (
     TrainConfig,
 )
 
-__all__ = ["Experiment", "EnvFactory", "get_experiment", "list_experiments", "register_experiment"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "Experiment",
+    "EnvFactory",
+    "get_experiment",
+    "import_experiments",
+    "list_experiments",
+    "register_experiment",
+]
+
+#: Entry-point group under which installed packages declare their presets: each entry names
+#: a module that calls :func:`register_experiment` when imported, or an :class:`Experiment`
+#: (or a list of them) to register.
+ENTRY_POINT_GROUP = "mtmarl.experiments"
 
 #: ``env_factory(*, num_envs, device, seed, phase_mode, **env_kwargs) -> EnvBase``.
 #: ``phase_mode`` is ``None``, ``"onehot"`` or ``"phase"`` (see ``PhaseEncoding``); with
@@ -166,7 +193,11 @@ def register_experiment(experiment: Experiment, *, overwrite: bool = False) -> E
 
 
 def get_experiment(name: str) -> Experiment:
-    """The preset called ``name``.
+    """The preset called ``name`` (built in, registered, or an installed package's).
+
+    Raises:
+        KeyError: no preset has that name.
+        ImportError: an installed package's ``mtmarl.experiments`` entry point is broken.
 
     Examples:
         >>> try:
@@ -175,6 +206,7 @@ def get_experiment(name: str) -> Experiment:
         ...     print(err.args[0])
         unknown experiment 'movebox'; known: ['building', 'community', 'movebox-easy', 'movebox-hard', 'vmas-navigation']
     """
+    _load_entry_points()
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -182,13 +214,102 @@ def get_experiment(name: str) -> Experiment:
 
 
 def list_experiments() -> list[Experiment]:
-    """All registered presets, sorted by name.
+    """All registered presets, sorted by name (with the installed packages', see the module).
+
+    Raises:
+        ImportError: an installed package's ``mtmarl.experiments`` entry point is broken.
 
     Examples:
         >>> [e.name for e in list_experiments()]
         ['building', 'community', 'movebox-easy', 'movebox-hard', 'vmas-navigation']
     """
+    _load_entry_points()
     return [_REGISTRY[name] for name in sorted(_REGISTRY)]
+
+
+def import_experiments(module: str) -> list[str]:
+    """Import the module that registers your presets, for ``mtmarl ... --import MODULE``.
+
+    Args:
+        module (str): a dotted module name (``"my_package.experiments"``) or the path of a
+            ``.py`` file; a file is imported by its stem with its folder put first on
+            ``sys.path``, so that collector worker processes can import it too. A module
+            already imported is not run again.
+
+    Returns:
+        list[str]: the names of the presets the import added, sorted.
+
+    Raises:
+        ImportError: the module (or file) cannot be imported, or raised while importing.
+
+    Examples:
+        >>> import_experiments("mtmarl.training.experiments")  # the built-in presets' module
+        []
+        >>> try:
+        ...     import_experiments("no_such_module_here")
+        ... except ImportError as err:
+        ...     print(err)
+        could not import 'no_such_module_here' (--import): No module named 'no_such_module_here'
+    """
+    _load_entry_points()
+    before = set(_REGISTRY)
+    name = module
+    if module.endswith(".py"):
+        path = Path(module).resolve()
+        if not path.is_file():
+            raise ImportError(f"could not import {module!r} (--import): no such file {path}")
+        if str(path.parent) not in sys.path:
+            sys.path.insert(0, str(path.parent))
+        name = path.stem
+    try:
+        importlib.import_module(name)
+    except ImportError as err:
+        raise ImportError(f"could not import {module!r} (--import): {err}") from err
+    except Exception as err:
+        raise ImportError(
+            f"importing {module!r} (--import) raised {type(err).__name__}: {err}"
+        ) from err
+    return sorted(set(_REGISTRY) - before)
+
+
+_entry_points_loaded = False
+
+
+def _load_entry_points() -> None:
+    """Load the :data:`ENTRY_POINT_GROUP` entry points of the installed packages, once."""
+    global _entry_points_loaded
+    if _entry_points_loaded:
+        return
+    _entry_points_loaded = True  # first: an entry point that looks a preset up does not recurse
+    try:
+        for point in metadata.entry_points(group=ENTRY_POINT_GROUP):
+            who = f"the {ENTRY_POINT_GROUP!r} entry point {point.name!r} ({point.value})"
+            try:
+                loaded = point.load()
+            except Exception as err:
+                raise ImportError(f"{who} failed to load: {type(err).__name__}: {err}") from err
+            _register_loaded(loaded, who)
+    except BaseException:
+        _entry_points_loaded = False  # the next lookup reports the broken entry point again
+        raise
+
+
+def _register_loaded(loaded: object, who: str) -> None:
+    """Register what an entry point names: a module registered its presets on import."""
+    if isinstance(loaded, types.ModuleType):
+        return
+    items = [loaded] if isinstance(loaded, Experiment) else loaded
+    if not isinstance(items, (list, tuple)) or not all(isinstance(e, Experiment) for e in items):
+        raise ImportError(
+            f"{who} must name a module that calls register_experiment, an Experiment or a list "
+            f"of them; got {type(loaded).__name__}"
+        )
+    for experiment in items:
+        if _REGISTRY.get(experiment.name) is not experiment:
+            try:
+                register_experiment(experiment)
+            except ValueError as err:
+                raise ImportError(f"{who}: {err}") from err
 
 
 # --------------------------------------------------------------------------------------------
