@@ -41,27 +41,6 @@ def test_evaluate_rejects_non_run_dir(tmp_path, capsys):
     assert "not a run directory" in capsys.readouterr().err
 
 
-PLUGIN = """
-from bandit_env import HORIZON, bandit_env_fn
-
-from mtmarl.training import CollectorConfig, Experiment, TrainConfig, register_experiment
-
-register_experiment(
-    Experiment(
-        name="cli-bandit",
-        description="a preset of the user's own",
-        env_factory=bandit_env_fn,
-        config=TrainConfig(
-            experiment="cli-bandit",
-            variant="basic",
-            collector=CollectorConfig(num_envs=4, steps_per_env=HORIZON, iterations=1),
-        ),
-        max_episode_steps=HORIZON,
-    )
-)
-"""
-
-
 @pytest.fixture
 def plugin(tmp_path, monkeypatch):
     """A ``.py`` file registering ``cli-bandit``; the registry is restored afterwards."""
@@ -70,8 +49,10 @@ def plugin(tmp_path, monkeypatch):
     monkeypatch.setattr(experiments, "_REGISTRY", dict(experiments._REGISTRY))
     monkeypatch.setattr(sys, "path", [str(Path(__file__).parent / "training"), *sys.path])
     monkeypatch.delitem(sys.modules, "cli_bandit", raising=False)
+    from bandit_env import plugin_source
+
     path = tmp_path / "cli_bandit.py"
-    path.write_text(PLUGIN)
+    path.write_text(plugin_source("cli-bandit"))
     return path
 
 

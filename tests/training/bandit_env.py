@@ -108,3 +108,30 @@ def bandit_env_fn(*, num_envs, device, seed, phase_mode, continuous=False, hybri
         ),
         Compose(*transforms),
     )
+
+
+_PLUGIN = """
+from bandit_env import HORIZON, bandit_env_fn
+
+from mtmarl.training import CollectorConfig, Experiment, TrainConfig, register_experiment
+
+register_experiment(
+    Experiment(
+        name="{name}",
+        description="the bandit team task, registered by a module of the user's",
+        env_factory=bandit_env_fn,
+        config=TrainConfig(
+            experiment="{name}",
+            variant="basic",
+            collector=CollectorConfig(num_envs=4, steps_per_env=HORIZON, iterations=1),
+        ),
+        max_episode_steps=HORIZON,
+    )
+)
+"""
+
+
+def plugin_source(name: str) -> str:
+    """The source of a user's module that registers the bandit task as preset ``name``
+    (for the ``--import`` and entry-point tests)."""
+    return _PLUGIN.format(name=name)

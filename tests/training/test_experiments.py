@@ -10,6 +10,7 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
+from bandit_env import plugin_source
 
 import mtmarl.training.experiments as experiments
 from mtmarl.training import (
@@ -39,26 +40,6 @@ def test_every_preset_builds_its_trainer(name, tmp_path):
 # Presets of your own: import_experiments (``--import``) and the entry-point group
 # --------------------------------------------------------------------------------------------
 
-PLUGIN = """
-from bandit_env import HORIZON, bandit_env_fn
-
-from mtmarl.training import CollectorConfig, Experiment, TrainConfig, register_experiment
-
-register_experiment(
-    Experiment(
-        name="{name}",
-        description="the bandit team task, registered by a module of the user's",
-        env_factory=bandit_env_fn,
-        config=TrainConfig(
-            experiment="{name}",
-            variant="basic",
-            collector=CollectorConfig(num_envs=4, steps_per_env=HORIZON, iterations=1),
-        ),
-        max_episode_steps=HORIZON,
-    )
-)
-"""
-
 
 @pytest.fixture
 def registry(monkeypatch):
@@ -71,7 +52,7 @@ def registry(monkeypatch):
 def _plugin(tmp_path, monkeypatch, name: str) -> Path:
     """A module ``<name>.py`` (``-`` as ``_``) in ``tmp_path`` that registers preset ``name``."""
     path = tmp_path / f"{name.replace('-', '_')}.py"
-    path.write_text(PLUGIN.format(name=name))
+    path.write_text(plugin_source(name))
     monkeypatch.delitem(sys.modules, path.stem, raising=False)  # each test imports it anew
     return path
 
