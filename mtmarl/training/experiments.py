@@ -232,8 +232,9 @@ def import_experiments(module: str) -> list[str]:
 
     Args:
         module (str): a dotted module name (``"my_package.experiments"``) or the path of a
-            ``.py`` file; a file is imported by its stem with its folder put first on
-            ``sys.path``, so that collector worker processes can import it too. A module
+            ``.py`` file; a file is imported by its stem with its folder put at the front
+            of ``sys.path`` (unless it is on it already), so that collector worker processes
+            can import it too. A module
             already imported is not run again.
 
     Returns:
