@@ -127,8 +127,7 @@ def evaluate_all(args, jobs: list[dict]) -> dict:
         run_dir = Path(job["run_dir"])
         config = config_from_yaml((run_dir / "config.yaml").read_text())
         trainer = Trainer(config, run_dir=run_dir, resume=True)
-        env = trainer._make_env(args.episodes, seed=EVAL_SEED)
-        trainer._register_recurrent_primers(env)
+        env = trainer.make_env(args.episodes, seed=EVAL_SEED)
         rollout = _rollout(env, trainer.actor, horizon)
         key = f"{job['variant']} seed {job['seed']}"
         out[key] = _metrics(rollout, env)

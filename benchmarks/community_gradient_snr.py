@@ -9,7 +9,7 @@ and takes, for each, the gradient of PPO's objective (``loss_objective``) with r
 the actor's parameters. The batch was collected by the same actor, so the importance ratio
 is 1 and that gradient is the policy gradient with the normalised per-agent GAE advantages
 that the first update of a run sees. (The script drives the trainer's own steps,
-``Trainer._collect``, ``_update`` and ``_estimate_advantage``, so that its batches and
+``Trainer.collect``, ``Trainer.update`` and ``MAPPO.estimate_advantage``, so that its batches and
 advantages are exactly a run's.)
 
 With ``g_i`` the batch gradients (``M`` of them) it reports, per parameter tensor:
@@ -129,8 +129,9 @@ def batch_gradients(
     params = [p for _, p in named]
     grads = []
     for m in range(batches):
-        data = trainer._collect(iterator, BATCH_SEED + m)
-        trainer._estimate_advantage(data)
+        trainer.iteration = BATCH_SEED + m  # collect() seeds each batch by the iteration
+        data = trainer.collect()
+        trainer.algorithm.estimate_advantage(data)
         loss = trainer.loss_module(data.reshape(-1))["loss_objective"]
         g = torch.autograd.grad(loss, params, allow_unused=True)
         grads.append(
@@ -183,9 +184,9 @@ def main() -> None:
     env = cr.eval_env(10, 64, "basic", seed=SELECTION_SEED)
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = Trainer(cr.run_config("MATPPO", 10, args.seed), run_dir=run_dir)
-        iterator = iter(trainer._make_collector())
-        for i in range(args.warmup):  # Trainer.train's iterations, without its evaluations
-            metrics = trainer._update(trainer._collect(iterator, i))
+        iterator = None  # Trainer.collect builds its collector on first use
+        for _ in range(args.warmup):  # Trainer.train's iterations, without its evaluations
+            metrics = trainer.update(trainer.collect())
             trainer.iteration += 1
         explained = metrics["train/explained_variance"]
         names, params, g = batch_gradients(trainer, iterator, args.batches)

@@ -76,7 +76,6 @@ from mtmarl.envs.community import CommunityEnergyEnv, clear_mid_market, perfect_
 from mtmarl.envs.community.baselines import NoFlexibilityPolicy
 from mtmarl.training import Trainer, apply_overrides, get_experiment
 from mtmarl.training.experiments import COMMUNITY_THERMOSTAT_DEADBAND
-from mtmarl.training.trainer import PHASE_MODE
 
 EVAL_SEED = 20_000
 EVAL_EPISODES_SEED = 7
@@ -191,14 +190,10 @@ def _rank(method: str) -> int:
 
 
 def eval_env(n: int, episodes: int, variant: str, *, seed: int = EVAL_SEED):
-    factory = get_experiment("community").env_factory
-    return factory(
-        num_envs=episodes,
-        device="cpu",
-        seed=seed,
-        phase_mode=PHASE_MODE[variant],
-        n_prosumers=n,
-    )
+    """The community preset's env stack for ``variant`` (its phase encoding included)."""
+    experiment = get_experiment("community")
+    config = apply_overrides(experiment.config, [f"variant={variant}", f"env.n_prosumers={n}"])
+    return experiment.make_env(config, num_envs=episodes, seed=seed)
 
 
 def rollout(env, policy, *, deterministic: bool):

@@ -41,6 +41,7 @@ API_PACKAGES = [
     "mtmarl.envs.community",
     "mtmarl.modules",
     "mtmarl.objectives",
+    "mtmarl.algorithms",
     "mtmarl.training",
     "mtmarl.interop",
 ]

@@ -28,15 +28,27 @@ __all__ = ["main"]
 
 
 def _cmd_list(_args: argparse.Namespace) -> int:
-    from mtmarl.training import ALGORITHMS, VARIANTS, list_experiments
+    from mtmarl.algorithms import list_algorithms
+    from mtmarl.modules.builders import CRITICS, ENCODERS, VARIANT_REGISTRY
+    from mtmarl.training import list_experiments
 
     print("experiments:")
     for exp in list_experiments():
         print(f"  {exp.name:<16} {exp.description}")
         for key, doc in exp.env_kwargs_doc.items():
             print(f"  {'':<16}   env.{key}: {doc}")
-    print(f"algorithms: {', '.join(ALGORITHMS)}")
-    print(f"variants:   {', '.join(VARIANTS)}")
+    print("algorithms (algorithm=NAME):")
+    for cls in list_algorithms():
+        print(f"  {cls.name:<16} {cls.description} [critics: {', '.join(cls.critics)}]")
+    print("variants (variant=NAME):")
+    for variant in VARIANT_REGISTRY.values():
+        print(f"  {variant.name:<16} {variant.description}")
+    print("critics (model.critic=NAME):")
+    for entry in CRITICS.values():
+        print(f"  {entry.name:<16} {entry.description}")
+    print("encoders (model.encoder=NAME):")
+    for entry in ENCODERS.values():
+        print(f"  {entry.name:<16} {entry.description}")
     return 0
 
 
@@ -61,7 +73,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.resume and args.run_dir is not None and args.experiment is None:
         config = config_from_yaml((Path(args.run_dir) / "config.yaml").read_text())
     else:
-        config = get_experiment(args.experiment).config
+        # a preset's own settings for another algorithm (algorithm=coma): the last one given
+        algorithm = [o.split("=", 1)[1] for o in args.overrides if o.startswith("algorithm=")]
+        experiment = get_experiment(args.experiment)
+        config = experiment.config_for(algorithm[-1]) if algorithm else experiment.config
     config = apply_overrides(config, args.overrides)
     run_dir = args.run_dir
     if run_dir is None and not config.run.name:

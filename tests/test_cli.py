@@ -20,7 +20,7 @@ def test_list(capsys):
     [
         (["train", "movebox-nope"], "unknown experiment 'movebox-nope'"),
         (["train", "movebox-easy", "colector.num_envs=2"], "Key 'colector' not in"),
-        (["train", "movebox-easy", "optim.lr=0"], "optim.lr must be > 0"),
+        (["train", "movebox-easy", "optim.lr=0"], "optim.lr must be a finite number > 0"),
     ],
 )
 def test_bad_input_fails_before_work(argv, match, capsys, tmp_path, monkeypatch):

@@ -21,18 +21,18 @@ from mtmarl.training import Trainer, apply_overrides, get_experiment
 NUM_ENVS = 3
 HAS_VMAS = importlib.util.find_spec("vmas") is not None
 
-# (experiment preset, phase_mode): every preset's env stack through its own factory, with the
+# (experiment preset, variant): every preset's env stack as a run builds it, with the
 # transforms the variants add (StepCounter, ActionFrequencyMask, PhaseEncoding phase/onehot)
 STACKS = [
-    ("movebox-hard", "phase"),
+    ("movebox-hard", "phasic"),
     ("movebox-easy", "onehot"),
-    ("building", "phase"),
+    ("building", "phasic"),
     ("building", "onehot"),
-    ("community", None),
-    ("community", "phase"),
+    ("community", "basic"),
+    ("community", "phasic"),
     pytest.param(
         "vmas-navigation",
-        None,
+        "basic",
         marks=pytest.mark.skipif(not HAS_VMAS, reason="vmas not installed ([vmas] extra)"),
     ),
 ]
@@ -47,15 +47,15 @@ def assert_on(td: TensorDictBase, device: torch.device) -> None:
     assert not wrong, f"entries not on {device}: {wrong}"
 
 
-def make_stack(name: str, phase_mode: str | None, device: torch.device, num_envs: int = NUM_ENVS):
-    return get_experiment(name).env_factory(
-        num_envs=num_envs, device=str(device), seed=0, phase_mode=phase_mode
-    )
+def make_stack(name: str, variant: str, device: torch.device, num_envs: int = NUM_ENVS):
+    experiment = get_experiment(name)
+    config = apply_overrides(experiment.config, [f"variant={variant}", f"device={device}"])
+    return experiment.make_env(config, num_envs=num_envs, seed=0)
 
 
-@pytest.mark.parametrize("name, phase_mode", STACKS)
-def test_env_stack_runs_on_device(name, phase_mode, device):
-    env = make_stack(name, phase_mode, device)
+@pytest.mark.parametrize("name, variant", STACKS)
+def test_env_stack_runs_on_device(name, variant, device):
+    env = make_stack(name, variant, device)
     assert env.device.type == device.type
     check_env_specs(env)
     reset = env.reset()
@@ -63,7 +63,7 @@ def test_env_stack_runs_on_device(name, phase_mode, device):
     rollout = env.rollout(4, break_when_any_done=False)
     assert rollout.batch_size == (NUM_ENVS, 4)
     assert_on(rollout, device)
-    if phase_mode == "phase":
+    if variant == "phasic":
         assert ((rollout["phase"] >= 0) & (rollout["phase"] < 1)).all()
 
 
@@ -136,7 +136,7 @@ def test_trainer_runs_on_device(experiment, variant, device, tmp_path):
 def test_transformer_critic_on_a_community_batch(device):
     from mtmarl.modules import TransformerCritic
 
-    env = make_stack("community", None, device)
+    env = make_stack("community", "basic", device)
     td = env.reset()
     obs, state = td["agents", "observation"], td["state"]
     critic = TransformerCritic(

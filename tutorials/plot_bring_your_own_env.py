@@ -15,8 +15,8 @@ two hand-written controllers.
   the centralised critic;
 * how to write a batched, pure-torch ``EnvBase`` and check it with torchrl's
   ``check_env_specs``;
-* the factory contract ``env_factory(*, num_envs, device, seed, phase_mode, **options)``,
-  including the phase encoding the ``phasic`` variant reads;
+* the factory contract ``env_factory(*, num_envs, device, seed, **options)``, and the period
+  the trainer encodes for the ``phasic`` and ``onehot`` variants;
 * how :func:`~mtmarl.training.register_experiment` makes the task a preset that
   :func:`~mtmarl.training.train` and ``mtmarl train NAME --import my_module`` both run.
 """
@@ -37,11 +37,11 @@ from torchrl.data import Bounded, Categorical, Composite, Unbounded
 from torchrl.envs import EnvBase, StepCounter, TransformedEnv
 from torchrl.envs.utils import ExplorationType, check_env_specs, set_exploration_type
 
+from mtmarl.algorithms import MAPPOConfig
 from mtmarl.training import (
     CollectorConfig,
     EvalConfig,
     Experiment,
-    LossConfig,
     OptimConfig,
     TrainConfig,
     Trainer,
@@ -50,7 +50,6 @@ from mtmarl.training import (
     list_experiments,
     register_experiment,
 )
-from mtmarl.transforms import PhaseEncoding
 
 SEED = 0
 N_HOMES = 4
@@ -206,22 +205,19 @@ print(td["agents", "observation"].shape, td["next", "reward"].shape, td["state"]
 # The factory and the preset
 # --------------------------
 # The trainer builds every env through a factory it calls as
-# ``factory(num_envs=..., device=..., seed=..., phase_mode=...)`` plus the ``env.*`` options of
-# the config. ``phase_mode`` is what the variant needs: ``None`` (``basic``), ``"phase"``
-# (``phasic``: a root ``"phase"`` the phase-functioned layers read) or ``"onehot"`` (appended to
-# the observations *and* the state). :class:`~mtmarl.transforms.PhaseEncoding` writes it from the
-# ``step_count`` of a ``StepCounter``, here with the daily period. A module-level function (or a
-# ``functools.partial`` of one) keeps the factory picklable for multi-process collection.
+# ``factory(num_envs=..., device=..., seed=...)`` plus the ``env.*`` options of the config. The
+# factory builds the task only: what a run's choices need on top is the trainer's to add. For
+# the ``phasic`` and ``onehot`` variants it appends a :class:`~mtmarl.transforms.PhaseEncoding`
+# of ``t mod L`` (a root ``"phase"`` the phase-functioned layers read, or the one-hot phase
+# appended to the observations *and* the state) with the experiment's ``period`` ``L``, here the
+# day. A module-level function (or a ``functools.partial`` of one) keeps the factory picklable
+# for multi-process collection.
 
 
-def make_feeder_env(*, num_envs, device, seed, phase_mode, n_homes=N_HOMES):
-    env = TransformedEnv(
+def make_feeder_env(*, num_envs, device, seed, n_homes=N_HOMES):
+    return TransformedEnv(
         FeederEnv(n_homes=n_homes, num_envs=num_envs, device=device, seed=seed), StepCounter()
     )
-    if phase_mode is not None:
-        in_keys = None if phase_mode == "phase" else [("agents", "observation"), "state"]
-        env.append_transform(PhaseEncoding(HOURS, mode=phase_mode, in_keys=in_keys))
-    return env
 
 
 register_experiment(
@@ -236,11 +232,12 @@ register_experiment(
             collector=CollectorConfig(
                 num_envs=NUM_ENVS, steps_per_env=HOURS, iterations=ITERATIONS
             ),
-            loss=LossConfig(gamma=0.99, lmbda=0.95, entropy_coeff=0.001),
+            loss=MAPPOConfig(gamma=0.99, lmbda=0.95, entropy_coeff=0.001),
             optim=OptimConfig(lr=LR, epochs=4, minibatch_size=NUM_ENVS * HOURS // 4),
             eval=EvalConfig(episodes=EVAL_DAYS, interval=20),
         ),
         max_episode_steps=HOURS,
+        period=HOURS,  # what the phase encodings of variant=phasic / onehot count
         env_kwargs_doc={"n_homes": f"homes on the feeder (default {N_HOMES})"},
     )
 )
@@ -281,7 +278,7 @@ def rule(td):
 
 
 def day_return(policy):
-    eval_env = make_feeder_env(num_envs=EVAL_DAYS, device="cpu", seed=SEED + 1, phase_mode=None)
+    eval_env = make_feeder_env(num_envs=EVAL_DAYS, device="cpu", seed=SEED + 1)
     with set_exploration_type(ExplorationType.DETERMINISTIC), torch.no_grad():
         rollout = eval_env.rollout(HOURS, policy, break_when_any_done=False)
     return rollout["next", "reward"].sum(-2).mean().item(), rollout
@@ -350,7 +347,7 @@ plt.tight_layout()
 plt.show()
 
 # %%
-# From here: ``variant=phasic`` reads the daily phase the factory encodes, ``model.critic=``
+# From here: ``variant=phasic`` reads the daily phase the trainer encodes, ``model.critic=``
 # swaps the centralised critic, :class:`~mtmarl.transforms.ActionFrequencyMask` makes some
 # agents act every few hours, and ``collector.workers=`` collects in several processes (the
 # factory must then live in an importable module, not in a script).

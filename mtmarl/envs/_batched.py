@@ -2,9 +2,119 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
+from tensordict import TensorDictBase
 from torchrl.data import Categorical, Composite, Unbounded
 from torchrl.envs import EnvBase
+
+
+def action_entry(tensordict: TensorDictBase, key: tuple[str, ...], *, who: str) -> torch.Tensor:
+    """The action tensor at ``key`` of ``tensordict``, with an error naming ``key`` if absent.
+
+    The check a step runs before it reads an action: one ``get`` when the entry is there;
+    the listing of the entries the tensordict does have is built on the error path only.
+
+    Args:
+        tensordict (TensorDictBase): the tensordict given to ``_step``.
+        key (tuple[str, ...]): the nested action key, e.g. ``("agents", "action")``.
+
+    Keyword Args:
+        who (str): the component named in the messages, e.g. ``"BuildingEnv"``.
+
+    Returns:
+        torch.Tensor: the entry.
+
+    Raises:
+        KeyError: the tensordict has no entry at ``key`` (also when an entry on the way to it
+            is a tensor, not a sub-tensordict); the message lists the entries it has.
+        TypeError: the entry at ``key`` is not a tensor (e.g. a sub-tensordict).
+
+    Examples:
+        >>> from tensordict import TensorDict
+        >>> td = TensorDict({("agents", "action"): torch.zeros(2, 3)}, [2])
+        >>> action_entry(td, ("agents", "action"), who="Env").shape
+        torch.Size([2, 3])
+        >>> action_entry(td, ("agents", "act"), who="Env")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        KeyError: "Env expected the action at ('agents', 'act'), the tensordict has no such ..."
+    """
+    try:
+        value = tensordict.get(key, None)
+    except (AttributeError, TypeError, ValueError):  # a tensor where a sub-tensordict was due
+        value = None
+    if isinstance(value, torch.Tensor):
+        return value
+    if value is None:
+        have = list(tensordict.keys(include_nested=True, leaves_only=True))
+        raise KeyError(
+            f"{who} expected the action at {key!r}, the tensordict has no such entry (it has "
+            f"{have})"
+        )
+    inner = list(value.keys(include_nested=True)) if isinstance(value, TensorDictBase) else ""
+    raise TypeError(
+        f"{who} expected a tensor at {key!r}, got {type(value).__name__} {inner}".rstrip()
+    )
+
+
+def check_action_layout(
+    action: torch.Tensor,
+    key: tuple[str, ...],
+    *,
+    shape: Sequence[int],
+    dtype: torch.dtype,
+    who: str,
+    dims: str,
+    meaning: str,
+) -> None:
+    """Raises unless ``action`` has exactly ``shape`` and ``dtype`` (no host synchronisation).
+
+    Args:
+        action (torch.Tensor): the action read from ``key``.
+        key (tuple[str, ...]): its key, named in the messages.
+
+    Keyword Args:
+        shape (Sequence[int]): the expected shape.
+        dtype (torch.dtype): the expected dtype, the action spec's (nothing is cast: a cast
+            would silently change the state's dtype or round the values).
+        who (str): the component named in the messages.
+        dims (str): what the dimensions are, e.g. ``"num_envs, n_agents"``.
+        meaning (str): what the values are, e.g. ``"integer actions: UP=0, DOWN=1, NULL=2"``.
+
+    Raises:
+        ValueError: the shape differs.
+        TypeError: the dtype differs.
+
+    Examples:
+        >>> check_action_layout(
+        ...     torch.zeros(2, 3, dtype=torch.float64), ("action",), shape=(2, 3),
+        ...     dtype=torch.float32, who="Env", dims="num_envs, n_agents", meaning="powers")
+        Traceback (most recent call last):
+        ...
+        TypeError: Env expected ('action',) of dtype torch.float32 (powers), got dtype torch.float64
+    """
+    if action.shape != tuple(shape):
+        raise ValueError(
+            f"{who} expected {key!r} of shape {tuple(shape)} ({dims}), got {tuple(action.shape)}"
+        )
+    if action.dtype != dtype:
+        raise TypeError(
+            f"{who} expected {key!r} of dtype {dtype} ({meaning}), got dtype {action.dtype}"
+        )
+
+
+def non_finite_summary(values: torch.Tensor) -> str:
+    """``"<n> NaN and <m> inf of <size> entries"``, for the error path of a finiteness check.
+
+    Examples:
+        >>> non_finite_summary(torch.tensor([1.0, float("nan"), float("-inf")]))
+        '1 NaN and 1 inf of 3 entries'
+    """
+    n_nan = int(torch.isnan(values).sum())
+    n_inf = int(torch.isinf(values).sum())
+    return f"{n_nan} NaN and {n_inf} inf of {values.numel()} entries"
 
 
 class BatchedTorchEnv(EnvBase):

@@ -37,12 +37,13 @@ from torchrl.data import Bounded, Categorical, Composite
 from torchrl.envs import Compose, StepCounter, TransformedEnv
 
 from mtmarl._checks import bounded_int
-from mtmarl.envs._batched import BatchedTorchEnv
+from mtmarl.envs._batched import BatchedTorchEnv, action_entry, check_action_layout
 from mtmarl.transforms import ActionFrequencyMask, PhaseEncoding, multi_timescale_period
 
 __all__ = ["MoveBoxEnv", "make_movebox_env"]
 
 _DIFFICULTIES = ("easy", "hard")
+_ACTION_KEY = ("agents", "action")
 
 
 def _check_int(value: object, name: str, *, low: int, who: str = "MoveBoxEnv") -> int:
@@ -125,8 +126,9 @@ class MoveBoxEnv(BatchedTorchEnv):
     Keys (``E = num_envs``, ``N = 2``):
 
     * in: ``("agents", "action")`` -- ``(E, N)`` int64 in ``{UP, DOWN, NULL}``;
-      a wrong shape, a non-integer dtype or a value outside ``[0, 2]`` raises
-      (nothing is clamped).
+      a missing entry raises ``KeyError``, a wrong shape ``ValueError``, a dtype other
+      than int64 ``TypeError`` and a value outside ``[0, 2]`` ``ValueError``, all naming
+      the key and before the state changes (nothing is clamped or cast).
     * out: ``("agents", "observation")`` -- ``(E, N, 4)`` float32, raw grid
       coordinates ``(own x, own y, box x, box y)`` as floats (not normalised;
       ``x`` in ``[0, 2]``, ``y`` in ``[0, height - 1]``);
@@ -160,8 +162,8 @@ class MoveBoxEnv(BatchedTorchEnv):
         validate_actions (bool): check every step that the actions are in
             ``{0, 1, 2}``, raising ``ValueError`` (one host synchronisation per step;
             free on CPU, a stall on CUDA). ``False`` keeps the step loop free of host
-            syncs; out-of-range actions are then undefined behaviour. Shapes and dtypes
-            are always checked. Defaults to ``True``.
+            syncs; out-of-range actions are then undefined behaviour. The key's presence,
+            the shape and the dtype (int64) are always checked. Defaults to ``True``.
         device (torch.device | str | None): device of all tensors. Defaults to
             ``None`` (CPU).
         seed (int | None): seed of the env's random generator (only used with
@@ -453,32 +455,34 @@ class MoveBoxEnv(BatchedTorchEnv):
         out.set("truncated", self._false.clone())
         return out
 
-    def _check_action(self, action: torch.Tensor) -> None:
-        if action.shape != self.batch_size + (self.N_AGENTS,):
-            raise ValueError(
-                f"MoveBoxEnv expected ('agents', 'action') of shape "
-                f"{tuple(self.batch_size + (self.N_AGENTS,))} (num_envs, n_agents), "
-                f"got {tuple(action.shape)}"
-            )
-        if action.dtype.is_floating_point or action.dtype.is_complex or action.dtype == torch.bool:
-            raise TypeError(
-                f"MoveBoxEnv expected integer actions (UP=0, DOWN=1, NULL=2), got dtype "
-                f"{action.dtype}"
-            )
+    def _check_action(self, tensordict: TensorDictBase) -> torch.Tensor:
+        """The step's action, checked before anything is computed (so a refused step changes
+        nothing): present, shape ``(E, 2)``, dtype int64 and (``validate_actions``) values in
+        ``[0, 2]``."""
+        action = action_entry(tensordict, _ACTION_KEY, who="MoveBoxEnv")
+        check_action_layout(
+            action,
+            _ACTION_KEY,
+            shape=(*self.batch_size, self.N_AGENTS),
+            dtype=torch.int64,
+            who="MoveBoxEnv",
+            dims="num_envs, n_agents",
+            meaning="integer actions UP=0, DOWN=1, NULL=2",
+        )
         if not self.validate_actions:
-            return
+            return action
         # one reduction and one host sync
         lo, hi = torch.stack(torch.aminmax(action)).tolist()
         if lo < 0 or hi >= self.N_ACTIONS:
             bad = action[(action < 0) | (action >= self.N_ACTIONS)]
             raise ValueError(
-                f"MoveBoxEnv expected actions in [0, {self.N_ACTIONS - 1}] "
+                f"MoveBoxEnv expected {_ACTION_KEY!r} to hold actions in [0, {self.N_ACTIONS - 1}] "
                 f"(UP=0, DOWN=1, NULL=2), got {sorted(set(bad.tolist()))}"
             )
+        return action
 
     def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
-        action = tensordict.get(("agents", "action"))
-        self._check_action(action)
+        action = self._check_action(tensordict)
         E = self.num_envs
         dy = self._dy.index_select(0, action.reshape(-1)).view(E, 2)  # (E, 2) row changes
         rows = self._rows

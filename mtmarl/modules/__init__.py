@@ -8,6 +8,20 @@ MATPPO's LSTM forecast encoder, hybrid-action shared actor and Transformer criti
 
 from mtmarl.modules.action_prior import ActionPrior
 from mtmarl.modules.agent_id import SharedAgentNet
+from mtmarl.modules.builders import (
+    CRITICS,
+    ENCODERS,
+    VARIANT_REGISTRY,
+    CriticBuilder,
+    EncoderBuilder,
+    EnvInfo,
+    Variant,
+    build_actor,
+    build_critic,
+    check_model_inputs,
+    get_variant,
+    register_critic,
+)
 from mtmarl.modules.categorical import make_categorical_actor
 from mtmarl.modules.coma_critic import COMACritic
 from mtmarl.modules.continuous import make_continuous_actor
@@ -33,6 +47,19 @@ from mtmarl.modules.variants import (
 )
 
 __all__ = [
+    # builders: a model choice -> modules, sized from the env's specs
+    "EnvInfo",
+    "Variant",
+    "VARIANT_REGISTRY",
+    "get_variant",
+    "CRITICS",
+    "ENCODERS",
+    "CriticBuilder",
+    "EncoderBuilder",
+    "register_critic",
+    "build_actor",
+    "build_critic",
+    "check_model_inputs",
     # seed-004 variant factories
     "VARIANTS",
     "make_actor",

@@ -21,16 +21,22 @@ ignore its forced steps unchanged.
               module's primer in the env; losses run it in recurrent mode).
 ============  =====================================================================
 
-Keys (defaults):
+Keys (defaults). Per-agent entries live under ``group`` (torchrl's multi-agent convention):
+``"agents"`` by default, ``group="agent"`` for a PettingZoo env wrapped by torchrl with its
+default grouping; root entries stay root.
 
-* read: ``("agents", "observation")`` ``(*B, N, F)``; ``("agents", "can_act")`` ``(*B, N)``
+* read: ``(group, "observation")`` ``(*B, N, F)``; ``(group, "can_act")`` ``(*B, N)``
   bool; root ``"phase"`` ``(*B, 1)`` float or ``"step_count"`` ``(*B, 1)`` int64 (phasic);
-  root ``"is_init"`` ``(*B, 1)`` and ``("agents", "rnn_hidden_actor")`` ``(*B, N, H)``
+  root ``"is_init"`` ``(*B, 1)`` and ``(group, "rnn_hidden_actor")`` ``(*B, N, H)``
   (recurrent);
-* written: ``("agents", "params")`` ``(*B, N, 2 A)``, ``("agents", "loc" | "scale")``
-  ``(*B, N, A)``, ``("agents", "action")``
-  ``(*B, N, A)`` in ``[low, high]``, ``("agents", "action_log_prob")`` ``(*B, N)``; recurrent
-  also ``("agents", "rnn_output_actor")`` and ``("next", "agents", "rnn_hidden_actor")``.
+* written: ``(group, "params")`` ``(*B, N, 2 A)``, ``(group, "loc" | "scale")``
+  ``(*B, N, A)``, ``(group, "action")``
+  ``(*B, N, A)`` in ``[low, high]``, ``(group, "action_log_prob")`` ``(*B, N)``; recurrent
+  also ``(group, "rnn_output_actor")`` and ``("next", group, "rnn_hidden_actor")``.
+
+The network's entries (``params``, ``loc``, ``scale`` and the recurrent ``rnn_hidden_actor``
+/ ``rnn_output_actor``) sit next to the action: under ``action_key`` without its last
+element, which is ``group`` unless ``action_key`` is passed explicitly.
 """
 
 from __future__ import annotations
@@ -46,8 +52,10 @@ from torchrl.data import Bounded, Composite
 from torchrl.modules import ProbabilisticActor
 
 from mtmarl.modules.agent_id import SharedAgentNet
+from mtmarl.modules.categorical import _ACTION, _LOG_PROB, _check_group, _in_group, _InGroup
 from mtmarl.modules.masked_tanh_normal import MaskedTanhNormal
 from mtmarl.modules.variants import (
+    _OBS,
     _activation,
     _check_variant,
     _mlp,
@@ -61,6 +69,7 @@ from mtmarl.modules.variants import (
 __all__ = ["make_continuous_actor"]
 
 _WHO = "make_continuous_actor"
+_CAN_ACT = _InGroup("can_act")
 
 
 def _bounds(
@@ -141,13 +150,14 @@ def make_continuous_actor(
     num_cells: Sequence[int] = (64, 64),
     activation: type[nn.Module] = nn.ELU,
     agent_id: bool = True,
-    can_act_key: NestedKey | None = ("agents", "can_act"),
     pfnn_period: int | None = None,
     n_control_points: int | None = None,
     hidden_size: int | None = None,
-    observation_key: NestedKey = ("agents", "observation"),
-    action_key: NestedKey = ("agents", "action"),
-    log_prob_key: NestedKey = ("agents", "action_log_prob"),
+    group: str = "agents",
+    can_act_key: NestedKey | None = _CAN_ACT,
+    observation_key: NestedKey = _OBS,
+    action_key: NestedKey = _ACTION,
+    log_prob_key: NestedKey = _LOG_PROB,
     phase_key: NestedKey = "phase",
     step_count_key: NestedKey = "step_count",
 ) -> ProbabilisticActor:
@@ -178,26 +188,30 @@ def make_continuous_actor(
         num_cells (Sequence[int]): hidden layer sizes. Defaults to ``(64, 64)``.
         activation (type[nn.Module]): hidden activation. Defaults to ``nn.ELU``.
         agent_id (bool): append the one-hot agent id. Defaults to ``True``.
-        can_act_key (NestedKey | None): ``(*B, N)`` bool, ``True`` where an agent chooses
-            its action. Defaults to ``("agents", "can_act")``.
         pfnn_period (int, optional): ``phasic`` only: PFNN period ``P`` (phase from
             ``step_count_key``). Defaults to ``None`` (read ``phase_key``).
         n_control_points (int, optional): ``phasic`` only: spline control points (>= 4).
             Defaults to ``None`` (4).
         hidden_size (int, optional): ``recurrent`` only: GRU hidden size. Defaults to
             ``None`` (64).
-        observation_key (NestedKey): defaults to ``("agents", "observation")``.
-        action_key (NestedKey): defaults to ``("agents", "action")``.
-        log_prob_key (NestedKey): defaults to ``("agents", "action_log_prob")``.
+        group (str): the per-agent entry the default keys live under (``"agent"`` for
+            torchrl's PettingZoo wrapper). Defaults to ``"agents"``.
+        can_act_key (NestedKey | None): ``(*B, N)`` bool, ``True`` where an agent chooses
+            its action; ``None`` for no mask. Defaults to ``(group, "can_act")``.
+        observation_key (NestedKey): defaults to ``(group, "observation")``.
+        action_key (NestedKey): defaults to ``(group, "action")``.
+        log_prob_key (NestedKey): defaults to ``(group, "action_log_prob")``.
         phase_key (NestedKey): ``phasic`` phase ``(*B, 1)``. Defaults to ``"phase"``.
         step_count_key (NestedKey): ``phasic`` step count ``(*B, 1)``. Defaults to
             ``"step_count"``.
 
     Returns:
         ProbabilisticActor: ``return_log_prob=True``; in_keys as in the module docstring;
-        writes ``(*group, "params")`` ``(*B, N, 2 A)``, ``(*group, "loc" | "scale")``
-        ``(*B, N, A)``, ``action_key`` and ``log_prob_key``, where
-        ``group`` is ``action_key`` without its last element.
+        writes ``(*prefix, "params")`` ``(*B, N, 2 A)``, ``(*prefix, "loc" | "scale")``
+        ``(*B, N, A)``, ``action_key`` and ``log_prob_key``, where ``prefix`` is
+        ``action_key`` without its last element (``(group,)`` by default); the
+        ``recurrent`` variant also reads ``(*prefix, "rnn_hidden_actor")`` and writes
+        ``(*prefix, "rnn_output_actor")`` and ``("next", *prefix, "rnn_hidden_actor")``.
 
     Examples:
         >>> import torch
@@ -214,8 +228,15 @@ def make_continuous_actor(
         0.0
         >>> bool(td["agents", "action"].abs().max() < 2)
         True
+        >>> make_continuous_actor("basic", n_agents=3, observation_dim=5, action_dim=2,
+        ...     group="agent").in_keys                      # torchrl's PettingZoo grouping
+        [('agent', 'observation'), ('agent', 'can_act')]
     """
     variant = _check_variant(variant, _WHO)
+    group = _check_group(group, _WHO)
+    can_act_key, observation_key, action_key, log_prob_key = (
+        _in_group(k, group) for k in (can_act_key, observation_key, action_key, log_prob_key)
+    )
     options = _variant_options(
         _WHO,
         variant,
@@ -237,10 +258,10 @@ def make_continuous_actor(
         action_dim=action_dim,
         action_key=action_key,
     )
-    group = action_key[:-1] if isinstance(action_key, tuple) else ()
-    params_key: NestedKey = unravel_key((*group, "params"))
-    loc_key: NestedKey = unravel_key((*group, "loc"))
-    scale_key: NestedKey = unravel_key((*group, "scale"))
+    prefix = action_key[:-1] if isinstance(action_key, tuple) else ()
+    params_key: NestedKey = unravel_key((*prefix, "params"))
+    loc_key: NestedKey = unravel_key((*prefix, "loc"))
+    scale_key: NestedKey = unravel_key((*prefix, "scale"))
     out_dim = 2 * action_dim
 
     body: TensorDictModule | TensorDictSequential
@@ -280,8 +301,8 @@ def make_continuous_actor(
             hidden_size=options.get("hidden_size", 64),
             in_key=observation_key,
             out_key=params_key,
-            hidden_key=(*group, "rnn_hidden_actor"),
-            rnn_output_key=(*group, "rnn_output_actor"),
+            hidden_key=(*prefix, "rnn_hidden_actor"),
+            rnn_output_key=(*prefix, "rnn_output_actor"),
             is_init_key="is_init",
         )
     extractor = TensorDictModule(

@@ -56,6 +56,7 @@ from torch.distributions import Categorical as CategoricalDist
 from torchrl.data import Binary, Bounded, Categorical, Composite, MultiCategorical
 from torchrl.modules import MLP, MaskedCategorical, ProbabilisticActor, TanhNormal
 
+from mtmarl.modules.masked_tanh_normal import MaskedTanhNormal
 from mtmarl.modules.scaled_beta import ScaledBeta
 
 __all__ = ["make_hybrid_actor"]
@@ -114,6 +115,50 @@ class _HybridHeads(nn.Module):
             return logits, alpha, beta
         loc, scale = self.extractor(raw)
         return logits, loc, scale
+
+
+class _CombinedMask(nn.Module):
+    """``mask_1 & ... & mask_k`` ``(*B, N, n)``; where that allows nothing, the input mask
+    with the fewest allowed choices (a forced step's one-hot; on a tie the later mask, e.g.
+    the ``ActionFrequencyMask``'s after the env's own)."""
+
+    def forward(self, *masks: torch.Tensor) -> torch.Tensor:
+        stacked = torch.stack(torch.broadcast_tensors(*masks))  # (k, *B, N, n)
+        both = stacked.all(0)
+        k = stacked.shape[0]
+        fewest = (k - 1) - stacked.flip(0).sum(-1).argmin(0)  # (*B, N), ties: the later mask
+        fallback = stacked.gather(0, fewest[None, ..., None].expand_as(stacked[:1]))[0]
+        return torch.where(both.any(-1, keepdim=True), both, fallback)
+
+
+class _Copy(nn.Module):
+    """Passes its inputs through (copies entries to other keys)."""
+
+    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return inputs if len(inputs) != 1 else inputs[0]
+
+
+def _scale_last_layer(head: nn.Module, factor: float) -> None:
+    """Scale the parameters of ``head``'s last parametrised layer by ``factor`` (in place)."""
+    for module in reversed(list(head.modules())):
+        params = list(module.parameters(recurse=False))
+        if params:
+            with torch.no_grad():
+                for p in params:
+                    p.mul_(factor)
+            return
+
+
+def _relative_leaf(dkey: NestedKey, ckey: NestedKey) -> tuple[str, ...]:
+    """The continuous leaf's key relative to the action entry (the two leaves' common
+    prefix): ``("agents", "action", "mode")``, ``("agents", "action", "power")`` ->
+    ``("power",)``."""
+    d = (dkey,) if isinstance(dkey, str) else tuple(dkey)
+    c = (ckey,) if isinstance(ckey, str) else tuple(ckey)
+    n = 0
+    while n < min(len(d), len(c)) - 1 and d[n] == c[n]:
+        n += 1
+    return c[n:]
 
 
 def _leaves(action_spec: Composite) -> tuple[NestedKey, Categorical, NestedKey, Bounded]:
@@ -195,12 +240,15 @@ def make_hybrid_actor(
     head_extra_keys: Sequence[NestedKey] = (),
     num_cells: Sequence[int] = (64,),
     activation: type[nn.Module] = nn.ELU,
-    action_mask_key: NestedKey | None = None,
+    action_mask_key: NestedKey | Sequence[NestedKey] | None = None,
     params_key: NestedKey | None = None,
     scale_mapping: str = "biased_softplus_1.0",
     scale_lb: float = 1e-4,
     continuous_distribution: str = "tanh_normal",
     action_prior: TensorDictModuleBase | None = None,
+    can_act_key: NestedKey | None = None,
+    forced_action_key: NestedKey | None = None,
+    head_output_scale: float = 1.0,
 ) -> ProbabilisticActor:
     """Build a parameter-shared hybrid actor from a composite action spec.
 
@@ -235,7 +283,12 @@ def make_hybrid_actor(
             Defaults to ``(64,)``.
         activation (type[nn.Module]): hidden activation of the default heads. Defaults to
             ``nn.ELU``.
-        action_mask_key (NestedKey, optional): ``(*B, N, n_modes)`` bool mask (``True`` =
+        action_mask_key (NestedKey or list of NestedKey, optional): ``(*B, N, n_modes)``
+            bool mask, or several that are combined (an env's own mask and an
+            ``ActionFrequencyMask``'s, written under another key): a choice is allowed where
+            every mask allows it, and where they allow nothing together (the env's mask
+            refuses the action a slow agent holds) the mask with the fewest choices -- the
+            forced one; on a tie the later in the list -- wins. (``True`` =
             allowed) -> ``MaskedCategorical``; ``None`` -> ``Categorical``. Defaults to
             ``None``.
         params_key (NestedKey, optional): where the distribution parameters go. Defaults to
@@ -254,6 +307,22 @@ def make_hybrid_actor(
             :class:`~mtmarl.modules.ActionPrior` that centres the distribution on a base
             controller's action (a residual policy). ``TanhNormal`` only. Defaults to
             ``None``.
+        can_act_key (NestedKey, optional): ``(*B, N)`` bool, ``True`` where an agent chooses
+            its action (:class:`~mtmarl.transforms.ActionFrequencyMask` writes it at
+            ``("agents", "can_act")``). On the other (forced) steps every head carries
+            log-prob 0 and entropy 0, as :func:`~mtmarl.modules.make_continuous_actor`'s: the
+            discrete head through its action mask (so ``action_mask_key`` is required), the
+            continuous head through :class:`~mtmarl.modules.MaskedTanhNormal` (or a masked
+            :class:`~mtmarl.modules.ScaledBeta`). Defaults to ``None`` (every step is the
+            agents' choice).
+        forced_action_key (NestedKey, optional): the composite action the env executes on
+            forced steps, e.g. the held ``("agents", "prev_action")`` of an
+            ``ActionFrequencyMask(mode="hold")``; the continuous leaf's sample is replaced by
+            its leaf there, so that the stored action is the executed one (the discrete leaf
+            already is, through the mask). Needs ``can_act_key``. Defaults to ``None``.
+        head_output_scale (float): multiply the parameters of each head's last layer by this
+            at construction, e.g. ``0.01`` so that an ``action_prior``'s controller is close to
+            the initial deterministic policy. Defaults to ``1.0``.
 
     Returns:
         ProbabilisticActor: ``return_log_prob=True``; ``dist_sample_keys`` are the two
@@ -323,6 +392,15 @@ def make_hybrid_actor(
                 f"{_WHO}: action_prior shifts the TanhNormal loc and needs "
                 f"continuous_distribution='tanh_normal', got 'beta'"
             )
+    if forced_action_key is not None and can_act_key is None:
+        raise ValueError(f"{_WHO}: forced_action_key needs can_act_key, got can_act_key=None")
+    if can_act_key is not None and action_mask_key is None:
+        raise ValueError(
+            f"{_WHO}: can_act_key={can_act_key!r} masks the discrete head through its action "
+            f"mask; pass action_mask_key (ActionFrequencyMask writes both), got None"
+        )
+    if not (isinstance(head_output_scale, (int, float)) and head_output_scale > 0):
+        raise ValueError(f"{_WHO} expected head_output_scale > 0, got {head_output_scale!r}")
     dkey, dspec, ckey, cspec = _leaves(action_spec)
     n_modes = int(dspec.space.n)
     action_dim = int(cspec.shape[-1])
@@ -382,6 +460,9 @@ def make_hybrid_actor(
         scale_lb=scale_lb,
         beta=use_beta,
     )
+    if head_output_scale != 1.0:
+        _scale_last_layer(heads.discrete, float(head_output_scale))
+        _scale_last_layer(heads.continuous, float(head_output_scale))
     if params_key is None:
         params_key = _default_params_key(action_spec, dkey, dspec)
     params_key = unravel_key(params_key)
@@ -409,13 +490,30 @@ def make_hybrid_actor(
             )
         modules.append(action_prior)
     if action_mask_key is not None:
+        mask_keys = (
+            [unravel_key(k) for k in action_mask_key]
+            if isinstance(action_mask_key, list)
+            else [unravel_key(action_mask_key)]
+        )
         modules.append(
             TensorDictModule(
-                nn.Identity(),
-                in_keys=[unravel_key(action_mask_key)],
+                _CombinedMask() if len(mask_keys) > 1 else nn.Identity(),
+                in_keys=mask_keys,
                 out_keys=[(*pk, dname, "mask")],
             )
         )
+    if can_act_key is not None:
+        copies = {unravel_key(can_act_key): (*pk, cname, "can_act")}
+        if forced_action_key is not None:
+            fk = unravel_key(forced_action_key)
+            fk = (fk,) if isinstance(fk, str) else fk
+            copies[(*fk, *_relative_leaf(dkey, ckey))] = (*pk, cname, "forced")
+        modules.append(
+            TensorDictModule(_Copy(), in_keys=list(copies), out_keys=list(copies.values()))
+        )
+    continuous_class = ScaledBeta if use_beta else TanhNormal
+    if can_act_key is not None and not use_beta:
+        continuous_class = MaskedTanhNormal
     return ProbabilisticActor(
         TensorDictSequential(*modules),
         in_keys={"params": params_key},
@@ -423,7 +521,7 @@ def make_hybrid_actor(
         distribution_kwargs={
             "distribution_map": {
                 dname: MaskedCategorical if action_mask_key is not None else CategoricalDist,
-                cname: ScaledBeta if use_beta else TanhNormal,
+                cname: continuous_class,
             },
             "name_map": {dname: dkey, cname: ckey},
             "extra_kwargs": {cname: {"low": low, "high": high}},

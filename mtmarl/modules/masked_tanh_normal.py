@@ -68,6 +68,13 @@ class MaskedTanhNormal(TanhNormal):
         can_act (torch.Tensor, optional): bool, broadcastable to the batch shape
             ``loc.shape[:-event_dims]`` (e.g. ``(*E, N)``); ``True`` where the agent chooses
             its action. Defaults to ``None`` (every entry may act: plain ``TanhNormal``).
+        forced (torch.Tensor, optional): the action executed where ``can_act`` is ``False``
+            (e.g. the held previous action that
+            :class:`~mtmarl.transforms.ActionFrequencyMask` writes at ``("agents",
+            "prev_action")``), broadcastable to ``loc``: ``sample``, ``rsample`` and
+            ``deterministic_sample`` return it there, so that the action a rollout stores is
+            the one the env executed. Defaults to ``None`` (forced entries keep their sample,
+            which the env replaces).
         low (torch.Tensor | float): lower bound, broadcastable to ``loc``. Defaults to -1.
         high (torch.Tensor | float): upper bound (``> low``). Defaults to 1.
         upscale (torch.Tensor | float): ``TanhNormal``'s location scaling (with
@@ -92,6 +99,13 @@ class MaskedTanhNormal(TanhNormal):
         True
         >>> dist.deterministic_sample.abs().max().item()                # 2 * tanh(0)
         0.0
+
+        With the executed action of forced steps (stored action = executed action):
+
+        >>> held = torch.full((2, 3, 1), 1.5)
+        >>> dist = MaskedTanhNormal(loc, scale, can_act=can_act, forced=held, low=-2.0, high=2.0)
+        >>> bool((dist.sample()[~can_act] == 1.5).all()), bool((dist.sample()[can_act] != 1.5).all())
+        (True, True)
     """
 
     def __init__(
@@ -100,6 +114,7 @@ class MaskedTanhNormal(TanhNormal):
         scale: torch.Tensor | float,
         *,
         can_act: torch.Tensor | None = None,
+        forced: torch.Tensor | None = None,
         low: torch.Tensor | Number = -1.0,
         high: torch.Tensor | Number = 1.0,
         upscale: torch.Tensor | Number = 5.0,
@@ -143,6 +158,40 @@ class MaskedTanhNormal(TanhNormal):
                 f"got {tuple(can_act.shape)}"
             )
         self.can_act = can_act.to(self.device).expand(batch_shape)
+        if forced is not None:
+            if not isinstance(forced, torch.Tensor):
+                raise TypeError(
+                    f"{_WHO} expected forced to be a tensor broadcastable to loc "
+                    f"{tuple(self.loc.shape)}, got {type(forced).__name__}"
+                )
+            try:
+                forced = forced.to(device=self.loc.device, dtype=self.loc.dtype).expand_as(self.loc)
+            except RuntimeError:
+                raise ValueError(
+                    f"{_WHO} expected forced broadcastable to loc {tuple(self.loc.shape)}, "
+                    f"got {tuple(forced.shape)}"
+                ) from None
+        self.forced = forced
+
+    def _force(self, sample: torch.Tensor) -> torch.Tensor:
+        """``sample`` ``(*S, *B, *event)`` with the forced action where the agent may not act."""
+        if self.forced is None:
+            return sample
+        cond = self.can_act.reshape(*self.can_act.shape, *([1] * len(self.event_shape)))
+        return torch.where(cond, sample, self.forced)
+
+    def sample(self, sample_shape: torch.Size | tuple[int, ...] = ()) -> torch.Tensor:
+        """``TanhNormal.sample``, with the forced action where ``can_act`` is ``False``."""
+        return self._force(super().sample(sample_shape))
+
+    def rsample(self, sample_shape: torch.Size | tuple[int, ...] = ()) -> torch.Tensor:
+        """``TanhNormal.rsample``, with the forced action where ``can_act`` is ``False``."""
+        return self._force(super().rsample(sample_shape))
+
+    @property
+    def deterministic_sample(self) -> torch.Tensor:
+        """``low + (high - low) (tanh(loc) + 1) / 2``, the forced action where forced."""
+        return self._force(super().deterministic_sample)
 
     # ------------------------------------------------------------------ masking helpers
     def _mask_value(self, value: torch.Tensor) -> torch.Tensor:
@@ -174,14 +223,14 @@ class MaskedTanhNormal(TanhNormal):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``TanhNormal.sample_and_log_prob`` with the log-prob ``(*S, *B)`` masked."""
         sample, log_prob = super().sample_and_log_prob(sample_shape)
-        return sample, self._mask_log_prob(log_prob)
+        return self._force(sample), self._mask_log_prob(log_prob)
 
     def rsample_and_log_prob(
         self, sample_shape: torch.Size | tuple[int, ...] = ()
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``TanhNormal.rsample_and_log_prob`` with the log-prob ``(*S, *B)`` masked."""
         sample, log_prob = super().rsample_and_log_prob(sample_shape)
-        return sample, self._mask_log_prob(log_prob)
+        return self._force(sample), self._mask_log_prob(log_prob)
 
     def entropy(self) -> torch.Tensor:
         """Entropy of the bounded tanh-normal where ``can_act``, else exactly 0.

@@ -23,18 +23,21 @@ All are parameter-shared over agents with a one-hot agent id as an auxiliary inp
 builders, which are public for composition. Custom networks: write logits with any
 TensorDict module and wrap it with :func:`~mtmarl.modules.make_categorical_actor`.
 
-Keys (defaults; every builder takes them as keyword arguments):
+Keys (defaults; every builder takes them as keyword arguments). Per-agent entries live
+under the builder's ``group`` (torchrl's multi-agent convention): ``"agents"`` by default,
+``group="agent"`` for a PettingZoo env wrapped by torchrl with its default grouping. An
+explicitly passed key wins over the group; root entries stay root.
 
-* read: ``("agents", "observation")`` ``(*B, N, F)`` float; root ``"state"`` ``(*B, S)``
+* read: ``(group, "observation")`` ``(*B, N, F)`` float; root ``"state"`` ``(*B, S)``
   float (centralised critics); root ``"phase"`` ``(*B, 1)`` float or ``"step_count"``
-  ``(*B, 1)`` int64 (phasic); ``("agents", "action_mask")`` ``(*B, N, n)`` bool (masked
-  actors); root ``"is_init"`` ``(*B, 1)`` bool and ``("agents", "rnn_hidden_actor" |
+  ``(*B, 1)`` int64 (phasic); ``(group, "action_mask")`` ``(*B, N, n)`` bool (masked
+  actors); root ``"is_init"`` ``(*B, 1)`` bool and ``(group, "rnn_hidden_actor" |
   "rnn_hidden_critic")`` ``(*B, N, H)`` (recurrent);
-* written by actors: ``("agents", "logits")`` ``(*B, N, n)``, ``("agents", "action")``
-  ``(*B, N)`` int64, ``("agents", "action_log_prob")`` ``(*B, N)``; recurrent actors also
-  ``("agents", "rnn_output_actor")`` and ``("next", "agents", "rnn_hidden_actor")``;
-* written by critics: ``("agents", "state_value")`` ``(*B, N, 1)``; recurrent critics
-  also ``("agents", "rnn_output_critic")`` and ``("next", "agents", "rnn_hidden_critic")``.
+* written by actors: ``(group, "logits")`` ``(*B, N, n)``, ``(group, "action")``
+  ``(*B, N)`` int64, ``(group, "action_log_prob")`` ``(*B, N)``; recurrent actors also
+  ``(group, "rnn_output_actor")`` and ``("next", group, "rnn_hidden_actor")``;
+* written by critics: ``(group, "state_value")`` ``(*B, N, 1)``; recurrent critics
+  also ``(group, "rnn_output_critic")`` and ``("next", group, "rnn_hidden_critic")``.
 """
 
 from __future__ import annotations
@@ -48,7 +51,16 @@ from torchrl.modules import MLP, ProbabilisticActor
 
 from mtmarl._checks import positive_int as _positive_int
 from mtmarl.modules.agent_id import SharedAgentNet
-from mtmarl.modules.categorical import make_categorical_actor
+from mtmarl.modules.categorical import (
+    _ACTION,
+    _LOG_PROB,
+    _LOGITS,
+    _MASK,
+    _check_group,
+    _in_group,
+    _InGroup,
+    make_categorical_actor,
+)
 from mtmarl.modules.recurrent import MultiAgentGRU
 from mtmarl.modules.step_phase import PhaseFromStepCount
 from mtmarl.nn.phase import PhaseMLP
@@ -70,10 +82,14 @@ __all__ = [
 #: The policy/critic variants of seed 004, in the paper's order.
 VARIANTS: tuple[str, ...] = ("basic", "recurrent", "onehot", "phasic")
 
-_OBS: NestedKey = ("agents", "observation")
-_MASK: NestedKey = ("agents", "action_mask")
-_LOGITS: NestedKey = ("agents", "logits")
-_VALUE: NestedKey = ("agents", "state_value")
+# Per-agent key defaults (with categorical's mask / logits / action / log-prob), resolved
+# to ``(group, name)`` against each builder's ``group``.
+_OBS = _InGroup("observation")
+_VALUE = _InGroup("state_value")
+_HIDDEN_ACTOR = _InGroup("rnn_hidden_actor")
+_RNN_OUT_ACTOR = _InGroup("rnn_output_actor")
+_HIDDEN_CRITIC = _InGroup("rnn_hidden_critic")
+_RNN_OUT_CRITIC = _InGroup("rnn_output_critic")
 
 
 # ---------------------------------------------------------------------------- validation
@@ -148,8 +164,12 @@ def make_basic_actor(
     num_cells: Sequence[int] = (64, 64),
     activation: type[nn.Module] = nn.ELU,
     agent_id: bool = True,
+    group: str = "agents",
     action_mask_key: NestedKey | None = _MASK,
     observation_key: NestedKey = _OBS,
+    logits_key: NestedKey = _LOGITS,
+    action_key: NestedKey = _ACTION,
+    log_prob_key: NestedKey = _LOG_PROB,
 ) -> ProbabilisticActor:
     """The ``basic`` actor: a shared MLP on each agent's observation and one-hot id.
 
@@ -160,14 +180,21 @@ def make_basic_actor(
         num_cells (Sequence[int]): hidden layer sizes. Defaults to ``(64, 64)``.
         activation (type[nn.Module]): hidden activation. Defaults to ``nn.ELU``.
         agent_id (bool): append the one-hot agent id. Defaults to ``True``.
+        group (str): the per-agent entry the default keys live under (``"agent"`` for
+            torchrl's PettingZoo wrapper). Defaults to ``"agents"``.
         action_mask_key (NestedKey or None): ``(*B, N, n)`` bool mask for a
             ``MaskedCategorical``; ``None`` for ``Categorical``. Defaults to
-            ``("agents", "action_mask")``.
+            ``(group, "action_mask")``.
         observation_key (NestedKey): ``(*B, N, F)`` input. Defaults to
-            ``("agents", "observation")``.
+            ``(group, "observation")``.
+        logits_key (NestedKey): ``(*B, N, n)`` logits. Defaults to ``(group, "logits")``.
+        action_key (NestedKey): ``(*B, N)`` int64 action. Defaults to ``(group, "action")``.
+        log_prob_key (NestedKey): ``(*B, N)`` log-probability. Defaults to
+            ``(group, "action_log_prob")``.
 
     Returns:
-        ProbabilisticActor: writes ``("agents", "logits" | "action" | "action_log_prob")``.
+        ProbabilisticActor: in_keys ``[observation_key]`` (+ mask); writes ``logits_key``,
+        ``action_key`` and ``log_prob_key``.
 
     Examples:
         >>> import torch
@@ -180,6 +207,8 @@ def make_basic_actor(
         torch.Size([8, 3, 4])
     """
     who = "make_basic_actor"
+    group = _check_group(group, who)
+    observation_key, logits_key = _in_group(observation_key, group), _in_group(logits_key, group)
     n_agents = _positive_int(n_agents, "n_agents", who)
     observation_dim = _positive_int(observation_dim, "observation_dim", who)
     n_actions = _positive_int(n_actions, "n_actions", who)
@@ -189,8 +218,15 @@ def make_basic_actor(
         n_agents=n_agents,
         agent_id=agent_id,
     )
-    logits = TensorDictModule(net, in_keys=[observation_key], out_keys=[_LOGITS])
-    return make_categorical_actor(logits, action_mask_key=action_mask_key)
+    logits = TensorDictModule(net, in_keys=[observation_key], out_keys=[logits_key])
+    return make_categorical_actor(
+        logits,
+        group=group,
+        action_mask_key=action_mask_key,
+        logits_key=logits_key,
+        action_key=action_key,
+        log_prob_key=log_prob_key,
+    )
 
 
 def make_basic_critic(
@@ -202,6 +238,7 @@ def make_basic_critic(
     num_cells: Sequence[int] = (64, 64),
     activation: type[nn.Module] = nn.ELU,
     agent_id: bool = True,
+    group: str = "agents",
     state_key: NestedKey = "state",
     observation_key: NestedKey = _OBS,
     value_key: NestedKey = _VALUE,
@@ -220,9 +257,11 @@ def make_basic_critic(
         num_cells (Sequence[int]): hidden layer sizes. Defaults to ``(64, 64)``.
         activation (type[nn.Module]): hidden activation. Defaults to ``nn.ELU``.
         agent_id (bool): append the one-hot agent id. Defaults to ``True``.
+        group (str): the per-agent entry the default keys live under (``"agent"`` for
+            torchrl's PettingZoo wrapper). Defaults to ``"agents"``.
         state_key (NestedKey): root state entry. Defaults to ``"state"``.
-        observation_key (NestedKey): observation entry. Defaults to ``("agents", "observation")``.
-        value_key (NestedKey): output ``(*B, N, 1)``. Defaults to ``("agents", "state_value")``.
+        observation_key (NestedKey): observation entry. Defaults to ``(group, "observation")``.
+        value_key (NestedKey): output ``(*B, N, 1)``. Defaults to ``(group, "state_value")``.
 
     Returns:
         TensorDictModule: in_keys ``[state_key]`` (or ``[observation_key]``), out_keys
@@ -236,6 +275,8 @@ def make_basic_critic(
         torch.Size([8, 3, 1])
     """
     who = "make_basic_critic"
+    group = _check_group(group, who)
+    observation_key, value_key = _in_group(observation_key, group), _in_group(value_key, group)
     n_agents = _positive_int(n_agents, "n_agents", who)
     in_dim, in_key = _critic_input(
         who,
@@ -263,8 +304,12 @@ def make_onehot_actor(
     num_cells: Sequence[int] = (64, 64),
     activation: type[nn.Module] = nn.ELU,
     agent_id: bool = True,
+    group: str = "agents",
     action_mask_key: NestedKey | None = _MASK,
     observation_key: NestedKey = _OBS,
+    logits_key: NestedKey = _LOGITS,
+    action_key: NestedKey = _ACTION,
+    log_prob_key: NestedKey = _LOG_PROB,
 ) -> ProbabilisticActor:
     """The ``onehot`` (phase-aware) actor: the basic MLP on phase-augmented observations.
 
@@ -283,6 +328,7 @@ def make_onehot_actor(
         >>> td["agents", "action"].shape
         torch.Size([4, 2])
     """
+    group = _check_group(group, "make_onehot_actor")
     return make_basic_actor(
         n_agents=n_agents,
         observation_dim=observation_dim,
@@ -290,8 +336,12 @@ def make_onehot_actor(
         num_cells=num_cells,
         activation=activation,
         agent_id=agent_id,
+        group=group,
         action_mask_key=action_mask_key,
         observation_key=observation_key,
+        logits_key=logits_key,
+        action_key=action_key,
+        log_prob_key=log_prob_key,
     )
 
 
@@ -304,6 +354,7 @@ def make_onehot_critic(
     num_cells: Sequence[int] = (64, 64),
     activation: type[nn.Module] = nn.ELU,
     agent_id: bool = True,
+    group: str = "agents",
     state_key: NestedKey = "state",
     observation_key: NestedKey = _OBS,
     value_key: NestedKey = _VALUE,
@@ -321,6 +372,7 @@ def make_onehot_critic(
         >>> td["agents", "state_value"].shape
         torch.Size([4, 2, 1])
     """
+    group = _check_group(group, "make_onehot_critic")
     return make_basic_critic(
         n_agents=n_agents,
         state_dim=state_dim,
@@ -329,6 +381,7 @@ def make_onehot_critic(
         num_cells=num_cells,
         activation=activation,
         agent_id=agent_id,
+        group=group,
         state_key=state_key,
         observation_key=observation_key,
         value_key=value_key,
@@ -386,10 +439,14 @@ def make_phasic_actor(
     num_cells: Sequence[int] = (64, 64),
     activation: type[nn.Module] = nn.ELU,
     agent_id: bool = True,
-    action_mask_key: NestedKey | None = _MASK,
     pfnn_period: int | None = None,
     n_control_points: int = 4,
+    group: str = "agents",
+    action_mask_key: NestedKey | None = _MASK,
     observation_key: NestedKey = _OBS,
+    logits_key: NestedKey = _LOGITS,
+    action_key: NestedKey = _ACTION,
+    log_prob_key: NestedKey = _LOG_PROB,
     phase_key: NestedKey = "phase",
     step_count_key: NestedKey = "step_count",
 ) -> ProbabilisticActor:
@@ -411,18 +468,24 @@ def make_phasic_actor(
         num_cells (Sequence[int]): hidden layer sizes. Defaults to ``(64, 64)``.
         activation (type[nn.Module]): hidden activation. Defaults to ``nn.ELU``.
         agent_id (bool): append the one-hot agent id. Defaults to ``True``.
-        action_mask_key (NestedKey or None): mask for ``MaskedCategorical``. Defaults to
-            ``("agents", "action_mask")``.
         pfnn_period (int, optional): PFNN period ``P`` in steps. Defaults to ``None`` (read
             ``phase_key``).
         n_control_points (int): spline control points (>= 4). Defaults to 4.
-        observation_key (NestedKey): defaults to ``("agents", "observation")``.
-        phase_key (NestedKey): defaults to ``"phase"``.
-        step_count_key (NestedKey): defaults to ``"step_count"``.
+        group (str): the per-agent entry the default keys live under (``"agent"`` for
+            torchrl's PettingZoo wrapper). Defaults to ``"agents"``.
+        action_mask_key (NestedKey or None): mask for ``MaskedCategorical``. Defaults to
+            ``(group, "action_mask")``.
+        observation_key (NestedKey): defaults to ``(group, "observation")``.
+        logits_key (NestedKey): defaults to ``(group, "logits")``.
+        action_key (NestedKey): defaults to ``(group, "action")``.
+        log_prob_key (NestedKey): defaults to ``(group, "action_log_prob")``.
+        phase_key (NestedKey): root phase ``(*B, 1)``. Defaults to ``"phase"``.
+        step_count_key (NestedKey): root step count ``(*B, 1)``. Defaults to
+            ``"step_count"``.
 
     Returns:
         ProbabilisticActor: in_keys ``[observation_key, phase_key or step_count_key]`` (+
-        mask); writes ``("agents", "logits" | "action" | "action_log_prob")``.
+        mask); writes ``logits_key``, ``action_key`` and ``log_prob_key``.
 
     Examples:
         >>> import torch
@@ -437,6 +500,8 @@ def make_phasic_actor(
         True
     """
     who = "make_phasic_actor"
+    group = _check_group(group, who)
+    observation_key, logits_key = _in_group(observation_key, group), _in_group(logits_key, group)
     n_agents = _positive_int(n_agents, "n_agents", who)
     observation_dim = _positive_int(observation_dim, "observation_dim", who)
     n_actions = _positive_int(n_actions, "n_actions", who)
@@ -454,8 +519,15 @@ def make_phasic_actor(
         phase_key=phase_key,
         step_count_key=step_count_key,
     )
-    logits = TensorDictModule(net, in_keys=[observation_key, phase_in], out_keys=[_LOGITS])
-    return make_categorical_actor(logits, action_mask_key=action_mask_key)
+    logits = TensorDictModule(net, in_keys=[observation_key, phase_in], out_keys=[logits_key])
+    return make_categorical_actor(
+        logits,
+        group=group,
+        action_mask_key=action_mask_key,
+        logits_key=logits_key,
+        action_key=action_key,
+        log_prob_key=log_prob_key,
+    )
 
 
 def make_phasic_critic(
@@ -469,6 +541,7 @@ def make_phasic_critic(
     agent_id: bool = True,
     pfnn_period: int | None = None,
     n_control_points: int = 4,
+    group: str = "agents",
     state_key: NestedKey = "state",
     observation_key: NestedKey = _OBS,
     phase_key: NestedKey = "phase",
@@ -477,8 +550,10 @@ def make_phasic_critic(
 ) -> TensorDictModule:
     """The ``phasic`` critic: a shared PFNN on the state (broadcast to agents) + id.
 
-    Phase source as in :func:`make_phasic_actor`; inputs and outputs as in
-    :func:`make_basic_critic`.
+    Phase source (``pfnn_period``, ``n_control_points``, ``phase_key``,
+    ``step_count_key``) as in :func:`make_phasic_actor`; the other arguments, inputs and
+    outputs as in :func:`make_basic_critic` (``value_key`` defaults to
+    ``(group, "state_value")``, ``observation_key`` to ``(group, "observation")``).
 
     Returns:
         TensorDictModule: in_keys ``[state_key or observation_key, phase_key or
@@ -493,6 +568,8 @@ def make_phasic_critic(
         torch.Size([4, 2, 1])
     """
     who = "make_phasic_critic"
+    group = _check_group(group, who)
+    observation_key, value_key = _in_group(observation_key, group), _in_group(value_key, group)
     n_agents = _positive_int(n_agents, "n_agents", who)
     in_dim, in_key = _critic_input(
         who,
@@ -573,11 +650,15 @@ def make_recurrent_actor(
     num_cells: Sequence[int] = (64, 64),
     activation: type[nn.Module] = nn.ELU,
     agent_id: bool = True,
-    action_mask_key: NestedKey | None = _MASK,
     hidden_size: int = 64,
+    group: str = "agents",
+    action_mask_key: NestedKey | None = _MASK,
     observation_key: NestedKey = _OBS,
-    hidden_key: NestedKey = ("agents", "rnn_hidden_actor"),
-    rnn_output_key: NestedKey = ("agents", "rnn_output_actor"),
+    logits_key: NestedKey = _LOGITS,
+    action_key: NestedKey = _ACTION,
+    log_prob_key: NestedKey = _LOG_PROB,
+    hidden_key: NestedKey = _HIDDEN_ACTOR,
+    rnn_output_key: NestedKey = _RNN_OUT_ACTOR,
     is_init_key: NestedKey = "is_init",
 ) -> ProbabilisticActor:
     """The ``recurrent`` actor: ``Linear -> GRU -> MLP`` over each agent's history.
@@ -596,20 +677,25 @@ def make_recurrent_actor(
         num_cells (Sequence[int]): feed-forward sizes around the GRU. Defaults to ``(64, 64)``.
         activation (type[nn.Module]): activation. Defaults to ``nn.ELU``.
         agent_id (bool): append the one-hot agent id. Defaults to ``True``.
-        action_mask_key (NestedKey or None): mask for ``MaskedCategorical``. Defaults to
-            ``("agents", "action_mask")``.
         hidden_size (int): GRU hidden size ``H``. Defaults to 64.
-        observation_key (NestedKey): defaults to ``("agents", "observation")``.
+        group (str): the per-agent entry the default keys live under (``"agent"`` for
+            torchrl's PettingZoo wrapper). Defaults to ``"agents"``.
+        action_mask_key (NestedKey or None): mask for ``MaskedCategorical``. Defaults to
+            ``(group, "action_mask")``.
+        observation_key (NestedKey): defaults to ``(group, "observation")``.
+        logits_key (NestedKey): defaults to ``(group, "logits")``.
+        action_key (NestedKey): defaults to ``(group, "action")``.
+        log_prob_key (NestedKey): defaults to ``(group, "action_log_prob")``.
         hidden_key (NestedKey): recurrent state ``(*B, N, H)``. Defaults to
-            ``("agents", "rnn_hidden_actor")``.
+            ``(group, "rnn_hidden_actor")``.
         rnn_output_key (NestedKey): GRU output ``(*B, N, H)``. Defaults to
-            ``("agents", "rnn_output_actor")``.
+            ``(group, "rnn_output_actor")``.
         is_init_key (NestedKey): root episode-start flags. Defaults to ``"is_init"``.
 
     Returns:
         ProbabilisticActor: in_keys ``[observation_key, hidden_key, is_init_key]`` (+ mask);
-        writes ``("agents", "logits" | "action" | "action_log_prob")``, ``rnn_output_key``
-        and ``("next", *hidden_key)``.
+        writes ``logits_key``, ``action_key``, ``log_prob_key``, ``rnn_output_key`` and
+        ``("next", *hidden_key)``.
 
     Examples:
         >>> import torch
@@ -623,6 +709,10 @@ def make_recurrent_actor(
         (torch.Size([4, 2, 3]), torch.Size([4, 2, 16]))
     """
     who = "make_recurrent_actor"
+    group = _check_group(group, who)
+    observation_key, logits_key, hidden_key, rnn_output_key = (
+        _in_group(k, group) for k in (observation_key, logits_key, hidden_key, rnn_output_key)
+    )
     n_agents = _positive_int(n_agents, "n_agents", who)
     observation_dim = _positive_int(observation_dim, "observation_dim", who)
     n_actions = _positive_int(n_actions, "n_actions", who)
@@ -637,12 +727,19 @@ def make_recurrent_actor(
         shared_input=False,
         hidden_size=hidden_size,
         in_key=observation_key,
-        out_key=_LOGITS,
+        out_key=logits_key,
         hidden_key=hidden_key,
         rnn_output_key=rnn_output_key,
         is_init_key=is_init_key,
     )
-    return make_categorical_actor(body, action_mask_key=action_mask_key)
+    return make_categorical_actor(
+        body,
+        group=group,
+        action_mask_key=action_mask_key,
+        logits_key=logits_key,
+        action_key=action_key,
+        log_prob_key=log_prob_key,
+    )
 
 
 def make_recurrent_critic(
@@ -655,11 +752,12 @@ def make_recurrent_critic(
     activation: type[nn.Module] = nn.ELU,
     agent_id: bool = True,
     hidden_size: int = 64,
+    group: str = "agents",
     state_key: NestedKey = "state",
     observation_key: NestedKey = _OBS,
     value_key: NestedKey = _VALUE,
-    hidden_key: NestedKey = ("agents", "rnn_hidden_critic"),
-    rnn_output_key: NestedKey = ("agents", "rnn_output_critic"),
+    hidden_key: NestedKey = _HIDDEN_CRITIC,
+    rnn_output_key: NestedKey = _RNN_OUT_CRITIC,
     is_init_key: NestedKey = "is_init",
 ) -> TensorDictSequential:
     """The ``recurrent`` critic: ``Linear -> GRU -> MLP`` over the history of the state.
@@ -672,6 +770,10 @@ def make_recurrent_critic(
     compute values in recurrent mode over whole trajectories (``set_recurrent_mode(True)``,
     which also writes ``("next", *hidden_key)``, the state after each step, from which
     step mode on ``data["next"]`` gives the bootstrap values).
+
+    Arguments as in :func:`make_basic_critic` and :func:`make_recurrent_actor`;
+    ``hidden_key`` defaults to ``(group, "rnn_hidden_critic")`` and ``rnn_output_key`` to
+    ``(group, "rnn_output_critic")``.
 
     Returns:
         TensorDictSequential: in_keys ``[state_key or observation_key, hidden_key,
@@ -689,6 +791,10 @@ def make_recurrent_critic(
         torch.Size([3, 10, 2, 1])
     """
     who = "make_recurrent_critic"
+    group = _check_group(group, who)
+    observation_key, value_key, hidden_key, rnn_output_key = (
+        _in_group(k, group) for k in (observation_key, value_key, hidden_key, rnn_output_key)
+    )
     n_agents = _positive_int(n_agents, "n_agents", who)
     in_dim, in_key = _critic_input(
         who,
@@ -773,11 +879,17 @@ def make_actor(
     num_cells: Sequence[int] = (64, 64),
     activation: type[nn.Module] = nn.ELU,
     agent_id: bool = True,
-    action_mask_key: NestedKey | None = _MASK,
-    observation_key: NestedKey = _OBS,
     pfnn_period: int | None = None,
     n_control_points: int | None = None,
     hidden_size: int | None = None,
+    group: str = "agents",
+    action_mask_key: NestedKey | None = _MASK,
+    observation_key: NestedKey = _OBS,
+    logits_key: NestedKey = _LOGITS,
+    action_key: NestedKey = _ACTION,
+    log_prob_key: NestedKey = _LOG_PROB,
+    phase_key: NestedKey = "phase",
+    step_count_key: NestedKey = "step_count",
 ) -> ProbabilisticActor:
     """Build the actor of a seed-004 variant (parameter-shared, one-hot agent id).
 
@@ -796,10 +908,6 @@ def make_actor(
         num_cells (Sequence[int]): hidden sizes. Defaults to ``(64, 64)``.
         activation (type[nn.Module]): activation. Defaults to ``nn.ELU``.
         agent_id (bool): append the one-hot agent id. Defaults to ``True``.
-        action_mask_key (NestedKey or None): ``(*B, N, n)`` bool mask ->
-            ``MaskedCategorical``; ``None`` -> ``Categorical``. Defaults to
-            ``("agents", "action_mask")``.
-        observation_key (NestedKey): defaults to ``("agents", "observation")``.
         pfnn_period (int, optional): ``phasic`` only: PFNN period ``P``; ``None`` reads
             root ``"phase"`` (env period ``L``), an int reads root ``"step_count"`` and uses
             ``(t mod P) / P``. Defaults to ``None``.
@@ -807,11 +915,24 @@ def make_actor(
             Defaults to ``None`` (4).
         hidden_size (int, optional): ``recurrent`` only: GRU hidden size. Defaults to
             ``None`` (64).
+        group (str): the per-agent entry the default keys live under (``"agent"`` for
+            torchrl's PettingZoo wrapper); the ``recurrent`` hidden state is
+            ``(group, "rnn_hidden_actor")``. Defaults to ``"agents"``.
+        action_mask_key (NestedKey or None): ``(*B, N, n)`` bool mask ->
+            ``MaskedCategorical``; ``None`` -> ``Categorical``. Defaults to
+            ``(group, "action_mask")``.
+        observation_key (NestedKey): defaults to ``(group, "observation")``.
+        logits_key (NestedKey): defaults to ``(group, "logits")``.
+        action_key (NestedKey): defaults to ``(group, "action")``.
+        log_prob_key (NestedKey): defaults to ``(group, "action_log_prob")``.
+        phase_key (NestedKey): ``phasic`` only (the others read no phase): root phase
+            ``(*B, 1)``. Defaults to ``"phase"``.
+        step_count_key (NestedKey): ``phasic`` only: root step count ``(*B, 1)``.
+            Defaults to ``"step_count"``.
 
     Returns:
-        ProbabilisticActor: writes ``("agents", "logits")`` ``(*B, N, n)``,
-        ``("agents", "action")`` ``(*B, N)`` int64 and ``("agents", "action_log_prob")``
-        ``(*B, N)``; deterministic mode takes the argmax.
+        ProbabilisticActor: writes ``logits_key`` ``(*B, N, n)``, ``action_key`` ``(*B, N)``
+        int64 and ``log_prob_key`` ``(*B, N)``; deterministic mode takes the argmax.
 
     Examples:
         >>> import torch
@@ -822,9 +943,13 @@ def make_actor(
         ...     [4, 2]), "phase": torch.rand(4, 1), "is_init": torch.ones(4, 1, dtype=bool)}, [4])
         >>> {v: tuple(a(td.clone())["agents", "action"].shape) for v, a in actors.items()}
         {'basic': (4, 2), 'recurrent': (4, 2), 'onehot': (4, 2), 'phasic': (4, 2)}
+        >>> make_actor("basic", n_agents=2, observation_dim=5, n_actions=3,
+        ...            group="agent").in_keys          # torchrl's PettingZoo grouping
+        [('agent', 'observation'), ('agent', 'action_mask')]
     """
     who = "make_actor"
     variant = _check_variant(variant, who)
+    group = _check_group(group, who)
     options = _variant_options(
         who,
         variant,
@@ -832,6 +957,8 @@ def make_actor(
         n_control_points=n_control_points,
         hidden_size=hidden_size,
     )
+    if variant == "phasic":
+        options.update(phase_key=phase_key, step_count_key=step_count_key)
     return _ACTORS[variant](
         n_agents=n_agents,
         observation_dim=observation_dim,
@@ -839,8 +966,12 @@ def make_actor(
         num_cells=num_cells,
         activation=activation,
         agent_id=agent_id,
+        group=group,
         action_mask_key=action_mask_key,
         observation_key=observation_key,
+        logits_key=logits_key,
+        action_key=action_key,
+        log_prob_key=log_prob_key,
         **options,
     )
 
@@ -858,12 +989,18 @@ def make_critic(
     pfnn_period: int | None = None,
     n_control_points: int | None = None,
     hidden_size: int | None = None,
+    group: str = "agents",
+    state_key: NestedKey = "state",
+    observation_key: NestedKey = _OBS,
+    value_key: NestedKey = _VALUE,
+    phase_key: NestedKey = "phase",
+    step_count_key: NestedKey = "step_count",
 ) -> TensorDictModuleBase:
-    """Build the critic of a seed-004 variant: one value per agent at ``("agents", "state_value")``.
+    """Build the critic of a seed-004 variant: one value per agent at ``(group, "state_value")``.
 
-    Centralised (MAPPO, default): reads root ``"state"`` ``(*B, S)``, broadcast to the
+    Centralised (MAPPO, default): reads root ``state_key`` ``(*B, S)``, broadcast to the
     agents with the one-hot id appended. ``centralised=False`` (IPPO): reads
-    ``("agents", "observation")`` ``(*B, N, F)``. Dispatches to :func:`make_basic_critic`,
+    ``(group, "observation")`` ``(*B, N, F)``. Dispatches to :func:`make_basic_critic`,
     :func:`make_recurrent_critic`, :func:`make_onehot_critic` or :func:`make_phasic_critic`.
 
     Args:
@@ -881,9 +1018,21 @@ def make_critic(
         pfnn_period (int, optional): ``phasic`` only, as in :func:`make_actor`.
         n_control_points (int, optional): ``phasic`` only. Defaults to ``None`` (4).
         hidden_size (int, optional): ``recurrent`` only. Defaults to ``None`` (64).
+        group (str): the per-agent entry the default keys live under (``"agent"`` for
+            torchrl's PettingZoo wrapper); the ``recurrent`` hidden state is
+            ``(group, "rnn_hidden_critic")``. Defaults to ``"agents"``.
+        state_key (NestedKey): root state ``(*B, S)`` (centralised). Defaults to
+            ``"state"``.
+        observation_key (NestedKey): ``(*B, N, F)`` (``centralised=False``). Defaults to
+            ``(group, "observation")``.
+        value_key (NestedKey): output ``(*B, N, 1)``. Defaults to ``(group, "state_value")``.
+        phase_key (NestedKey): ``phasic`` only (the others read no phase): root phase
+            ``(*B, 1)``. Defaults to ``"phase"``.
+        step_count_key (NestedKey): ``phasic`` only: root step count ``(*B, 1)``.
+            Defaults to ``"step_count"``.
 
     Returns:
-        TensorDictModuleBase: writes ``("agents", "state_value")`` ``(*B, N, 1)``.
+        TensorDictModuleBase: writes ``value_key`` ``(*B, N, 1)``.
 
     Examples:
         >>> import torch
@@ -895,9 +1044,13 @@ def make_critic(
         torch.Size([5, 3, 1])
         >>> make_critic("basic", n_agents=3, observation_dim=4, centralised=False).in_keys
         [('agents', 'observation')]
+        >>> make_critic("basic", n_agents=3, observation_dim=4, centralised=False,
+        ...             group="agent").out_keys
+        [('agent', 'state_value')]
     """
     who = "make_critic"
     variant = _check_variant(variant, who)
+    group = _check_group(group, who)
     options = _variant_options(
         who,
         variant,
@@ -905,6 +1058,8 @@ def make_critic(
         n_control_points=n_control_points,
         hidden_size=hidden_size,
     )
+    if variant == "phasic":
+        options.update(phase_key=phase_key, step_count_key=step_count_key)
     return _CRITICS[variant](
         n_agents=n_agents,
         state_dim=state_dim,
@@ -913,5 +1068,9 @@ def make_critic(
         num_cells=num_cells,
         activation=activation,
         agent_id=agent_id,
+        group=group,
+        state_key=state_key,
+        observation_key=observation_key,
+        value_key=value_key,
         **options,
     )

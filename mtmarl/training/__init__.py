@@ -3,14 +3,16 @@
 Nothing below ``mtmarl.training`` imports it; the ``mtmarl`` command line calls into it.
 """
 
+from typing import Any
+
+from mtmarl.algorithms import ALGORITHMS
+from mtmarl.training.callbacks import Callback, FunctionCallback, KeepBest, LogMetrics, ShowProgress
 from mtmarl.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from mtmarl.training.config import (
-    ALGORITHMS,
     VARIANTS,
     CollectorConfig,
     ConfigError,
     EvalConfig,
-    LossConfig,
     ModelConfig,
     OptimConfig,
     RunConfig,
@@ -19,6 +21,7 @@ from mtmarl.training.config import (
     config_from_yaml,
     config_to_yaml,
 )
+from mtmarl.training.env_stack import EnvMaker, resolve_period
 from mtmarl.training.evaluation import (
     EvalResult,
     evaluate_policy,
@@ -35,6 +38,7 @@ from mtmarl.training.experiments import (
     register_experiment,
 )
 from mtmarl.training.plotting import plot_learning_curve
+from mtmarl.training.run_dir import RunDirLock, RunDirLockedError, atomic_write_text
 from mtmarl.training.trainer import Trainer, TrainResult, train
 
 __all__ = [
@@ -44,7 +48,6 @@ __all__ = [
     "CollectorConfig",
     "ConfigError",
     "EvalConfig",
-    "LossConfig",
     "ModelConfig",
     "OptimConfig",
     "RunConfig",
@@ -63,6 +66,18 @@ __all__ = [
     "Trainer",
     "TrainResult",
     "train",
+    "EnvMaker",
+    "resolve_period",
+    # callbacks of the training loop
+    "Callback",
+    "FunctionCallback",
+    "KeepBest",
+    "LogMetrics",
+    "ShowProgress",
+    # run directories
+    "RunDirLock",
+    "RunDirLockedError",
+    "atomic_write_text",
     # evaluation, checkpoints, plots
     "EvalResult",
     "evaluate_policy",
@@ -74,3 +89,12 @@ __all__ = [
     "save_checkpoint",
     "plot_learning_curve",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Names that moved, kept for one release with a ``DeprecationWarning``."""
+    if name == "LossConfig":
+        from mtmarl.training import config
+
+        return config.LossConfig
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

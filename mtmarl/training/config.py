@@ -13,23 +13,26 @@ Override syntax (dotted keys, YAML values)::
 
 from __future__ import annotations
 
+import dataclasses
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
+
+from mtmarl.algorithms import AlgorithmConfig, MAPPOConfig, get_algorithm
+from mtmarl.errors import ConfigError, check_choice, check_positive, check_range
+from mtmarl.modules import VARIANTS
+from mtmarl.modules.builders import CRITICS, ENCODERS
 
 __all__ = [
-    "ALGORITHMS",
     "CONTINUOUS_DISTRIBUTIONS",
-    "CRITICS",
-    "ENCODERS",
     "VARIANTS",
     "CollectorConfig",
     "ConfigError",
     "EvalConfig",
-    "LossConfig",
     "ModelConfig",
     "OptimConfig",
     "RunConfig",
@@ -39,39 +42,27 @@ __all__ = [
     "config_to_yaml",
 ]
 
-#: The policy/critic variants of seed 004.
-VARIANTS = ("basic", "recurrent", "onehot", "phasic")
-#: The training algorithms.
-ALGORITHMS = ("mappo", "coma")
-#: Actor feature extractors (``model.encoder``): the flat local observation, or MATPPO's LSTM
-#: over the forecast window (:class:`~mtmarl.modules.ForecastEncoder`).
-ENCODERS = ("mlp", "lstm")
-#: Critics of ``algorithm=mappo`` (``model.critic``): MLP on the global state (MAPPO),
-#: Transformer over the agents (MATPPO), per-agent critic on the local observation (IPPO).
-CRITICS = ("mlp", "transformer", "local")
 #: Continuous heads of hybrid actions (``model.continuous_distribution``), see
 #: :func:`~mtmarl.modules.make_hybrid_actor`.
 CONTINUOUS_DISTRIBUTIONS = ("tanh_normal", "beta")
 
-
-class ConfigError(ValueError):
-    """A configuration value is unknown, of the wrong type or out of range.
-
-    Examples:
-        >>> issubclass(ConfigError, ValueError)
-        True
-    """
+#: the largest seed (torch's and numpy's generators take 32- / 64-bit seeds; derived seeds
+#: add offsets, so 31 bits leave room)
+MAX_SEED = 2**31 - 1
 
 
 def _positive(owner: str, **values: float) -> None:
-    for name, value in values.items():
-        if value <= 0:
-            raise ConfigError(f"{owner}.{name} must be > 0, got {value!r}")
+    check_positive(owner, **values)
 
 
 def _choice(owner: str, name: str, value: str, choices: Sequence[str]) -> None:
-    if value not in choices:
-        raise ConfigError(f"{owner}.{name} must be one of {list(choices)}, got {value!r}")
+    check_choice(owner, name, value, choices)
+
+
+def _integers(owner: str, **values: object) -> None:
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{owner}.{name} must be an int, got {value!r}")
 
 
 @dataclass
@@ -134,6 +125,14 @@ class CollectorConfig:
             workers=self.workers,
             episode_group_size=self.episode_group_size,
         )
+        _integers(
+            "collector",
+            num_envs=self.num_envs,
+            steps_per_env=self.steps_per_env,
+            iterations=self.iterations,
+            workers=self.workers,
+            episode_group_size=self.episode_group_size,
+        )
         _choice("collector", "backend", self.backend, ("local", "ray"))
         if self.num_envs % self.workers:
             raise ConfigError(
@@ -167,21 +166,25 @@ class ModelConfig:
     ``variant=phasic`` for phase-aware MATPPO heads).
 
     Attributes:
-        encoder (str): actor features, one of :data:`ENCODERS`. ``"mlp"``: the actor's heads
+        encoder (str): actor features, one of :data:`~mtmarl.modules.builders.ENCODERS`.
+            ``"mlp"``: the actor's heads
             read the flat ``("agents", "observation")``. ``"lstm"``: a
             :class:`~mtmarl.modules.ForecastEncoder` -- an LSTM over ``("agents",
             "forecast")`` ``(*B, N, W, F)``, its last hidden state concatenated with
             ``("agents", "device_state")`` (and ``("agents", "context")`` when the env has
             it) and linearly mapped to ``feature_dim`` features; hybrid (composite) actions
             only. Defaults to ``"mlp"``.
-        critic (str): one of :data:`CRITICS` (``algorithm=mappo`` only). ``"mlp"``: the
+        critic (str or None): one of :data:`~mtmarl.modules.builders.CRITICS` that the
+            algorithm trains (``None``: the algorithm's default, ``"mlp"`` for MAPPO,
+            ``"coma"`` for COMA). ``"mlp"``: the
             variant's MLP critic on the global ``"state"`` (MAPPO). ``"transformer"``: a
             :class:`~mtmarl.modules.TransformerCritic` over ``("agents",
             "critic_observation")`` ``(*B, N, Fa)`` with the root ``"aggregate"`` ``(*B, G)``
             as its global token (a learned token if the env has none); GAE uses its
             per-agent values, its pooled global value is trained too (see
             ``loss.global_value_coeff``). ``"local"``: the variant's critic on each agent's
-            own ``("agents", "observation")`` (IPPO). Defaults to ``"mlp"``.
+            own ``("agents", "observation")`` (IPPO). ``"coma"``: COMA's counterfactual
+            critic. Defaults to ``None``.
         num_cells (list[int]): hidden layer sizes of the actor and the critic (the
             Transformer critic's value heads use the last one). Defaults to ``[64, 64]``.
         hidden_size (int): GRU hidden size of the ``recurrent`` variant and LSTM hidden size
@@ -227,11 +230,11 @@ class ModelConfig:
         ...     ModelConfig(critic="gnn")
         ... except ConfigError as err:
         ...     print(err)
-        model.critic must be one of ['mlp', 'transformer', 'local'], got 'gnn'
+        model.critic must be one of ['mlp', 'local', 'transformer', 'coma'] or null, got 'gnn'
     """
 
     encoder: str = "mlp"
-    critic: str = "mlp"
+    critic: str | None = None
     num_cells: list[int] = field(default_factory=lambda: [64, 64])
     hidden_size: int = 64
     feature_dim: int = 64
@@ -246,26 +249,25 @@ class ModelConfig:
     init_scale: float = 1.0
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.init_scale, (int, float)) and self.init_scale > 0):
-            raise ConfigError(f"model.init_scale must be > 0, got {self.init_scale!r}")
+        _positive("model", init_scale=self.init_scale)
         if self.action_prior is not None and (
             not isinstance(self.action_prior, str) or not self.action_prior
         ):
             raise ConfigError(
                 f"model.action_prior must be a controller's name or null, got {self.action_prior!r}"
             )
-        if not self.action_prior_bonus >= 0:
-            raise ConfigError(
-                f"model.action_prior_bonus must be >= 0, got {self.action_prior_bonus}"
-            )
-        _choice("model", "encoder", self.encoder, ENCODERS)
+        check_range("model", "action_prior_bonus", self.action_prior_bonus, low=0.0)
+        _choice("model", "encoder", self.encoder, list(ENCODERS))
         _choice(
             "model",
             "continuous_distribution",
             self.continuous_distribution,
             CONTINUOUS_DISTRIBUTIONS,
         )
-        _choice("model", "critic", self.critic, CRITICS)
+        if self.critic is not None and self.critic not in CRITICS:
+            raise ConfigError(
+                f"model.critic must be one of {list(CRITICS)} or null, got {self.critic!r}"
+            )
         if not self.num_cells:
             raise ConfigError("model.num_cells must name at least one hidden layer, got []")
         _positive(
@@ -289,100 +291,22 @@ class ModelConfig:
 
 
 @dataclass
-class LossConfig:
-    """Objective hyper-parameters (MAPPO and COMA).
-
-    Attributes:
-        gamma (float): discount. Defaults to 0.99.
-        lmbda (float): GAE / TD(lambda) parameter. Defaults to 0.95.
-        clip_epsilon (float): PPO ratio clip (MAPPO). Defaults to 0.2.
-        entropy_coeff (float): entropy bonus weight. Defaults to 0.01.
-        critic_coeff (float): critic loss weight. Defaults to 1.0.
-        value_norm (bool): normalise value targets with torchrl's PopArt (MAPPO). Defaults to
-            False.
-        target_update_interval (int): COMA target-critic hard update period, in iterations.
-            Defaults to 1.
-        normalize_advantage (bool): standardise advantages over each minibatch (MAPPO: over
-            the batch, not across agents; COMA: the counterfactual advantages). Defaults to
-            True.
-        global_value_coeff (float): weight of the loss of a critic's pooled global value
-            (``model.critic=transformer``) against its own GAE target on the team reward
-            (the PPO critic's distance, smooth L1), added to the PPO losses; 0 leaves the
-            global head untrained. Defaults to 1.0.
-        agent_rewards (bool): MAPPO: run GAE on each agent's own reward
-            ``("agents", "reward")`` ``(*B, N, 1)`` (an env that decomposes its team reward,
-            e.g. ``CommunityEnergyEnv(agent_rewards=True)``) instead of the team reward
-            broadcast over the agents -- per-agent credit assignment; the pooled global value
-            stays on the team reward. The trainer checks at construction that the env writes
-            that entry. Defaults to False.
-        reference_kl_coeff (float): MAPPO: weight of a KL penalty from the actor to its own
-            initial copy, ``coeff * KL(pi_theta || pi_0)`` per agent-step
-            (:class:`~mtmarl.objectives.ReferenceKLLoss`), added to the PPO losses: it
-            anchors a run that starts from a good policy (``model.action_prior``) where
-            PPO's clip only bounds each update; >= 0, 0 turns it off. Defaults to 0.0.
-        group_baseline (bool): MAPPO: subtract from each env's GAE advantages ``(E, T, N, 1)``
-            the mean advantage of the other envs of its episode group
-            (``collector.episode_group_size`` >= 2) at the same step and agent, a
-            leave-one-out baseline (as RLOO's and GRPO's) that removes what the envs of a
-            group share -- the day's weather, loads and prices -- and leaves what their
-            actions changed. The other envs' advantages do not depend on this env's actions,
-            so the policy gradient stays unbiased. The critic and its targets are unchanged.
-            Defaults to False.
-
-    Examples:
-        >>> try:
-        ...     LossConfig(lmbda=1.5)
-        ... except ConfigError as err:
-        ...     print(err)
-        loss.lmbda must be in [0, 1], got 1.5
-    """
-
-    gamma: float = 0.99
-    lmbda: float = 0.95
-    clip_epsilon: float = 0.2
-    entropy_coeff: float = 0.01
-    critic_coeff: float = 1.0
-    value_norm: bool = False
-    target_update_interval: int = 1
-    normalize_advantage: bool = True
-    global_value_coeff: float = 1.0
-    agent_rewards: bool = False
-    reference_kl_coeff: float = 0.0
-    group_baseline: bool = False
-
-    def __post_init__(self) -> None:
-        for name in ("gamma", "lmbda"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise ConfigError(f"loss.{name} must be in [0, 1], got {value!r}")
-        _positive("loss", clip_epsilon=self.clip_epsilon, critic_coeff=self.critic_coeff)
-        _positive("loss", target_update_interval=self.target_update_interval)
-        if self.entropy_coeff < 0:
-            raise ConfigError(f"loss.entropy_coeff must be >= 0, got {self.entropy_coeff!r}")
-        if not self.reference_kl_coeff >= 0:
-            raise ConfigError(
-                f"loss.reference_kl_coeff must be >= 0, got {self.reference_kl_coeff!r}"
-            )
-        if self.global_value_coeff < 0:
-            raise ConfigError(
-                f"loss.global_value_coeff must be >= 0, got {self.global_value_coeff!r}"
-            )
-
-
-@dataclass
 class OptimConfig:
     """Optimiser and update schedule.
 
     Attributes:
-        lr (float): Adam learning rate for actor and critic. Defaults to 3e-4.
-        max_grad_norm (float): gradient-norm clip. Defaults to 1.0.
-        epochs (int): passes over each batch. Defaults to 4.
-        minibatch_size (int): samples per update (env steps for feed-forward variants; whole
-            trajectories of ``steps_per_env`` steps are kept together for ``recurrent`` and COMA,
-            so there it is rounded to a multiple of ``steps_per_env``). Defaults to 640.
-        critic_warmup (int): the first this many iterations update only the critic (the
-            ``loss_critic*`` terms; the actor, and so the collecting policy, stays as it was
-            initialised). Useful when the actor starts from a good policy -- an
+        lr (float): Adam learning rate (MAPPO: actor and critic; COMA: both unless its
+            ``loss.actor_lr`` / ``loss.critic_lr`` say otherwise). Defaults to 3e-4.
+        max_grad_norm (float): gradient-norm clip (MAPPO). Defaults to 1.0.
+        epochs (int): MAPPO's passes over each batch. Defaults to 4.
+        minibatch_size (int): samples per minibatch (env steps for feed-forward variants;
+            for ``recurrent``, whole trajectories of ``steps_per_env`` steps are kept
+            together, so there it is rounded down to a multiple of ``steps_per_env``, at
+            least one trajectory; COMA's critic passes cut it from steps whose TD(lambda)
+            targets were computed on whole trajectories first). Defaults to 640.
+        critic_warmup (int): MAPPO: the first this many iterations update only the critic
+            (the ``loss_critic*`` terms; the actor, and so the collecting policy, stays as it
+            was initialised). Useful when the actor starts from a good policy -- an
             ``model.action_prior`` -- that early updates on an untrained critic's advantages
             would degrade. Defaults to 0.
 
@@ -404,6 +328,12 @@ class OptimConfig:
             max_grad_norm=self.max_grad_norm,
             epochs=self.epochs,
             minibatch_size=self.minibatch_size,
+        )
+        _integers(
+            "optim",
+            epochs=self.epochs,
+            minibatch_size=self.minibatch_size,
+            critic_warmup=self.critic_warmup,
         )
         if self.critic_warmup < 0:
             raise ConfigError(f"optim.critic_warmup must be >= 0, got {self.critic_warmup!r}")
@@ -474,21 +404,30 @@ class TrainConfig:
     Attributes:
         experiment (str): name of the experiment preset (``mtmarl list``).
         variant (str): one of :data:`VARIANTS`. Defaults to ``"phasic"``.
-        algorithm (str): one of :data:`ALGORITHMS`. Defaults to ``"mappo"``.
-        seed (int): seed of torch and the environments. Defaults to 0.
+        algorithm (str): a registered algorithm (:data:`~mtmarl.algorithms.ALGORITHMS`:
+            ``"mappo"``, ``"coma"``, or your own). Defaults to ``"mappo"``.
+        seed (int): seed of torch and the environments, in ``[0, 2**31 - 1]``. Defaults to 0.
         device (str): ``"cpu"``, ``"cuda"``, ... Defaults to ``"cpu"``.
         env (dict): keyword arguments of the experiment's environment factory (checked against
             its signature when the run is built). Defaults to ``{}``.
+        loss (AlgorithmConfig): the algorithm's own options, an instance of its
+            ``config_class`` (:class:`~mtmarl.algorithms.MAPPOConfig`,
+            :class:`~mtmarl.algorithms.COMAConfig`, ...). Switching ``algorithm`` with
+            :func:`apply_overrides` keeps the fields all algorithms share (``gamma``,
+            ``lmbda``, ``entropy_coeff``, ``critic_coeff``) and starts the others at the new
+            algorithm's defaults. Defaults to ``MAPPOConfig()``.
 
     Examples:
         >>> cfg = apply_overrides(TrainConfig(experiment="movebox-easy"), ["optim.lr=1e-3"])
-        >>> cfg.optim.lr, cfg.variant
-        (0.001, 'phasic')
+        >>> cfg.optim.lr, cfg.variant, type(cfg.loss).__name__
+        (0.001, 'phasic', 'MAPPOConfig')
         >>> try:
         ...     apply_overrides(cfg, ["optim.lr=-1"])
         ... except ConfigError as err:
         ...     print(err)
-        optim.lr must be > 0, got -1.0
+        optim.lr must be a finite number > 0, got -1.0
+        >>> type(apply_overrides(cfg, ["algorithm=coma"]).loss).__name__
+        'COMAConfig'
     """
 
     experiment: str = "movebox-easy"
@@ -499,39 +438,23 @@ class TrainConfig:
     env: dict[str, Any] = field(default_factory=dict)
     collector: CollectorConfig = field(default_factory=CollectorConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
+    loss: Any = field(default_factory=MAPPOConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
     def __post_init__(self) -> None:
         _choice("config", "variant", self.variant, VARIANTS)
-        _choice("config", "algorithm", self.algorithm, ALGORITHMS)
-        if self.seed < 0:
-            raise ConfigError(f"config.seed must be >= 0, got {self.seed}")
-        if self.algorithm == "coma" and self.model.critic != "mlp":
-            raise ConfigError(
-                f"algorithm=coma trains its own counterfactual critic; model.critic must be "
-                f"'mlp' (the default), got {self.model.critic!r}"
-            )
-        if self.algorithm == "coma" and self.loss.reference_kl_coeff > 0:
-            raise ConfigError(
-                "loss.reference_kl_coeff anchors the MAPPO actor (algorithm=mappo); "
-                f"algorithm=coma needs it at 0, got {self.loss.reference_kl_coeff!r}"
-            )
-        if self.algorithm == "coma" and self.loss.agent_rewards:
-            raise ConfigError(
-                "algorithm=coma assigns credit with its counterfactual baseline on the team "
-                "reward; loss.agent_rewards must be false"
-            )
-        if self.loss.group_baseline and (
-            self.algorithm != "mappo" or self.collector.episode_group_size < 2
-        ):
-            raise ConfigError(
-                "loss.group_baseline needs algorithm=mappo and collector.episode_group_size >= "
-                f"2 (the envs a baseline is taken over), got algorithm={self.algorithm!r} and "
-                f"episode_group_size={self.collector.episode_group_size}"
-            )
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ConfigError(f"config.seed must be an int, got {self.seed!r}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ConfigError(f"config.seed must be in [0, {MAX_SEED}], got {self.seed}")
+        if not isinstance(self.device, str) or not self.device:
+            raise ConfigError(f"config.device must be a device name, got {self.device!r}")
+        algorithm = get_algorithm(self.algorithm)
+        if isinstance(self.loss, dict):  # e.g. built by hand from plain data
+            self.loss = _algorithm_config(algorithm.config_class, self.loss)
+        algorithm.check_config(self)
         if self.optim.critic_warmup >= self.collector.iterations:
             raise ConfigError(
                 f"optim.critic_warmup must be < collector.iterations (the actor would never "
@@ -539,14 +462,64 @@ class TrainConfig:
             )
 
     @property
+    def critic(self) -> str:
+        """The critic this run trains: ``model.critic``, or the algorithm's default."""
+        return self.model.critic or get_algorithm(self.algorithm).default_critic()
+
+    @property
     def run_name(self) -> str:
         """The run directory's name: ``{experiment}-{variant}-{algorithm}[-{encoder}]
-        [-{critic}]-seed{seed}``, the encoder and critic named when not ``"mlp"``."""
+        [-{critic}]-seed{seed}``, the encoder and critic named when they are not the
+        defaults (``mlp`` and the algorithm's own)."""
         if self.run.name:
             return self.run.name
         parts = [self.experiment, self.variant, self.algorithm]
-        parts += [c for c in (self.model.encoder, self.model.critic) if c != "mlp"]
+        if self.model.encoder != "mlp":
+            parts.append(self.model.encoder)
+        if (
+            self.model.critic is not None
+            and self.critic != get_algorithm(self.algorithm).default_critic()
+        ):
+            parts.append(self.model.critic)
         return "-".join(parts) + f"-seed{self.seed}"
+
+
+def _algorithm_config(cls: type[AlgorithmConfig], values: dict[str, Any]) -> AlgorithmConfig:
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ConfigError(
+            f"loss.{unknown[0]} is not an option of {cls.__name__}; its options are {sorted(names)}"
+        )
+    return cls(**values)
+
+
+def _switch_algorithm(config: TrainConfig, name: str) -> TrainConfig:
+    """``config`` with ``algorithm=name``: the shared loss fields carried over, the new
+    algorithm's ``loss`` class at its defaults otherwise, ``model.critic`` reset to the new
+    algorithm's default unless it trains the same one."""
+    algorithm = get_algorithm(name)
+    if name == config.algorithm:
+        return config
+    shared = {f.name for f in dataclasses.fields(AlgorithmConfig)}
+    loss = algorithm.config_class(
+        **{k: getattr(config.loss, k) for k in shared if hasattr(config.loss, k)}
+    )
+    critic = config.model.critic if config.model.critic in algorithm.critics else None
+    model = dataclasses.replace(config.model, critic=critic)
+    return dataclasses.replace(config, algorithm=name, loss=loss, model=model)
+
+
+def config_mismatch(saved: TrainConfig, current: TrainConfig) -> tuple[str, Any, Any] | None:
+    """First group/field (other than run bookkeeping, evaluation and the iteration budget) that
+    differs between two configs, as ``(name, saved value, current value)``."""
+    a, b = dataclasses.asdict(saved), dataclasses.asdict(current)
+    for cfg in (a, b):
+        del cfg["run"], cfg["eval"], cfg["collector"]["iterations"]
+    for key in a:
+        if a[key] != b[key]:
+            return key, a[key], b[key]
+    return None
 
 
 def _config_error(err: OmegaConfBaseException) -> ConfigError:
@@ -582,12 +555,31 @@ def apply_overrides(config: TrainConfig, overrides: Sequence[str]) -> TrainConfi
     for item in overrides:
         if "=" not in item or item.startswith("="):
             raise ConfigError(f"override must look like key=value, got {item!r}")
-    base = OmegaConf.structured(config)
     try:
-        merged = OmegaConf.merge(base, OmegaConf.from_dotlist(list(overrides)))
+        dotlist = OmegaConf.from_dotlist(list(overrides))
     except OmegaConfBaseException as err:
         raise _config_error(err) from None
+    if "algorithm" in dotlist:
+        config = _switch_algorithm(config, dotlist["algorithm"])
+    base = OmegaConf.structured(config)
+    try:
+        merged = OmegaConf.merge(base, dotlist)
+    except OmegaConfBaseException as err:
+        raise _loss_key_error(err, config) or _config_error(err) from None
     return _to_config(merged)
+
+
+def _loss_key_error(err: OmegaConfBaseException, config: TrainConfig) -> ConfigError | None:
+    """An unknown ``loss.*`` key, named with the algorithm whose options they are."""
+    key = getattr(err, "full_key", None) or ""
+    if not (isinstance(err, ConfigKeyError) and key.startswith("loss.")):
+        return None
+    cls = type(config.loss)
+    names = sorted(f.name for f in dataclasses.fields(cls))
+    return ConfigError(
+        f"{key} is not an option of {cls.__name__} (algorithm={config.algorithm}); its options "
+        f"are {names}"
+    )
 
 
 def config_to_yaml(config: TrainConfig) -> str:
@@ -610,7 +602,38 @@ def config_from_yaml(text: str) -> TrainConfig:
     """
     try:
         loaded = OmegaConf.create(text)
-        merged = OmegaConf.merge(OmegaConf.structured(TrainConfig), loaded)
+    except (OmegaConfBaseException, ValueError) as err:
+        raise ConfigError(f"not a config file: {err}") from None
+    if not isinstance(loaded, dict) and not OmegaConf.is_dict(loaded):
+        raise ConfigError(f"a config file holds a mapping, got {type(loaded).__name__}")
+    name = loaded.get("algorithm", TrainConfig.algorithm)
+    if not isinstance(name, str):
+        raise ConfigError(f"config.algorithm must be a str, got {name!r}")
+    cls = get_algorithm(name).config_class
+    try:
+        base = OmegaConf.structured(TrainConfig(algorithm=name, loss=cls()))
+        merged = OmegaConf.merge(base, loaded)
     except OmegaConfBaseException as err:
         raise _config_error(err) from None
     return _to_config(merged)
+
+
+def __getattr__(name: str) -> Any:
+    """Names that moved, kept for one release with a ``DeprecationWarning``."""
+    moved = {
+        "LossConfig": ("mtmarl.algorithms.MAPPOConfig", MAPPOConfig),
+        "ALGORITHMS": ("mtmarl.algorithms.ALGORITHMS", None),
+    }
+    if name not in moved:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    where, value = moved[name]
+    warnings.warn(
+        f"mtmarl.training.config.{name} moved to {where}; the old name goes in the next release",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    if value is None:
+        from mtmarl.algorithms import ALGORITHMS
+
+        value = ALGORITHMS
+    return value

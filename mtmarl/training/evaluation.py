@@ -12,6 +12,8 @@ from tensordict.utils import NestedKey
 from torchrl.envs import EnvBase
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 
+from mtmarl.algorithms.base import explained_variance
+
 __all__ = [
     "EvalResult",
     "evaluate_policy",
@@ -175,36 +177,3 @@ def evaluate_policy(
         success_ci=success_ci,
         episode_length=float((first_done + 1).float().mean()),
     )
-
-
-def explained_variance(value: torch.Tensor, target: torch.Tensor) -> float:
-    """``1 - Var[target - value] / Var[target]`` over all elements (``nan`` if the targets are
-    constant): 1 for a critic that predicts its targets, 0 for one no better than their mean,
-    negative for one worse than that.
-
-    Args:
-        value (Tensor): the critic's predictions, any shape.
-        target (Tensor): their targets (e.g. GAE's value targets), the same shape.
-
-    Returns:
-        float: the explained variance, computed in float64.
-
-    Raises:
-        ValueError: if the shapes differ.
-
-    Examples:
-        >>> import torch
-        >>> target = torch.tensor([1.0, 2.0, 3.0, 4.0])
-        >>> explained_variance(target, target), explained_variance(torch.full((4,), 2.5), target)
-        (1.0, 0.0)
-    """
-    if value.shape != target.shape:
-        raise ValueError(
-            f"explained_variance expected value and target of one shape, got {tuple(value.shape)} "
-            f"and {tuple(target.shape)}"
-        )
-    target = target.detach().double()
-    var = target.var(unbiased=False)
-    if var == 0:
-        return float("nan")
-    return float(1 - (target - value.detach().double()).var(unbiased=False) / var)

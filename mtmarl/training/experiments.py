@@ -29,14 +29,15 @@ from pathlib import Path
 from tensordict.utils import NestedKey
 from torchrl.envs import EnvBase
 
+from mtmarl.algorithms import MAPPOConfig
 from mtmarl.training.config import (
     CollectorConfig,
     ConfigError,
     EvalConfig,
-    LossConfig,
     ModelConfig,
     OptimConfig,
     TrainConfig,
+    apply_overrides,
 )
 
 __all__ = [
@@ -54,10 +55,11 @@ __all__ = [
 #: (or a list of them) to register.
 ENTRY_POINT_GROUP = "mtmarl.experiments"
 
-#: ``env_factory(*, num_envs, device, seed, phase_mode, **env_kwargs) -> EnvBase``.
-#: ``phase_mode`` is ``None``, ``"onehot"`` or ``"phase"`` (see ``PhaseEncoding``); with
-#: ``"onehot"`` the encoding must be appended to the per-agent observation *and* the global
-#: ``"state"`` so that the critic sees it too.
+#: ``env_factory(*, num_envs, device, seed, **env_kwargs) -> EnvBase``: the task alone. The
+#: trainer appends what the run's choices need (the variant's phase encoding with the
+#: experiment's :attr:`~Experiment.period`, see :class:`~mtmarl.training.env_stack.EnvMaker`).
+#: A factory that takes ``phase_mode`` (the old contract) still gets it, with a
+#: ``DeprecationWarning``.
 EnvFactory = Callable[..., EnvBase]
 
 
@@ -79,6 +81,14 @@ class Experiment:
             ``model.action_prior=NAME`` puts under the hybrid actor (see
             :class:`~mtmarl.modules.ActionPrior`): ``NAME -> make(env)`` returning an
             observation-only ``TensorDictModuleBase`` policy (with ``in_keys``).
+        period (int or None): the period ``L`` of the task's joint process, for the phase
+            encodings of the ``onehot`` and ``phasic`` variants; ``None`` reads it from the
+            env (its ``period`` attribute, or the LCM of an ``ActionFrequencyMask``'s
+            frequencies). Defaults to ``None``.
+        algorithm_overrides (dict[str, tuple[str, ...]]): per algorithm, ``key=value``
+            overrides applied on top of :attr:`config` when a run uses that algorithm
+            (:meth:`config_for`; ``mtmarl train NAME algorithm=coma``), e.g. COMA's learning
+            rate on this task. Defaults to ``{}``.
 
     Examples:
         >>> exp = get_experiment("movebox-easy")
@@ -94,41 +104,63 @@ class Experiment:
     success_key: NestedKey | None = None
     env_kwargs_doc: dict[str, str] = field(default_factory=dict)
     action_priors: dict[str, Callable[[EnvBase], Callable]] = field(default_factory=dict)
+    period: int | None = None
+    algorithm_overrides: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def config_for(self, algorithm: str) -> TrainConfig:
+        """The preset's config for ``algorithm``: :attr:`config` switched to it (the shared
+        loss fields kept) with its :attr:`algorithm_overrides`.
+
+        Examples:
+            >>> cfg = get_experiment("movebox-easy").config_for("coma")
+            >>> cfg.algorithm, type(cfg.loss).__name__
+            ('coma', 'COMAConfig')
+        """
+        return apply_overrides(
+            self.config,
+            [f"algorithm={algorithm}", *self.algorithm_overrides.get(algorithm, ())],
+        )
+
+    def action_prior(self, name: str, env: EnvBase, *, bonus: float):
+        """The :class:`~mtmarl.modules.ActionPrior` of :attr:`action_priors` ``[name]``
+        (``model.action_prior``) for ``env``, its discrete choice's logit bonus ``bonus``."""
+        from mtmarl.modules import ActionPrior
+
+        controller = self.action_priors[name](env)
+        return ActionPrior(controller, action_spec=env.full_action_spec, logit_bonus=bonus)
 
     def make_env(
-        self,
-        config: TrainConfig,
-        *,
-        num_envs: int,
-        seed: int,
-        phase_mode: str | None,
-        episode_group_size: int = 1,
+        self, config: TrainConfig, *, num_envs: int, seed: int, training: bool = False
     ) -> EnvBase:
-        """Call the factory with ``config.env`` as keyword arguments (checked first), and
-        ``episode_group_size`` when it is not 1 (``collector.episode_group_size``: the
-        factory must then take it)."""
-        check_env_kwargs(self.env_factory, config.env, self.name)
-        env_kwargs = dict(config.env)
-        if episode_group_size != 1:
-            env_kwargs["episode_group_size"] = episode_group_size
-            check_takes_episode_groups(
-                self.env_factory, env_kwargs, f"experiment {self.name!r}'s env factory"
-            )
-        return self.env_factory(
-            num_envs=num_envs,
-            device=config.device,
-            seed=seed,
-            phase_mode=phase_mode,
-            **env_kwargs,
+        """The run's env stack (:class:`~mtmarl.training.env_stack.EnvMaker`): the factory
+        called with ``config.env`` (checked first), the variant's phase encoding appended.
+
+        Keyword Args:
+            num_envs (int): batch size.
+            seed (int): the env's seed.
+            training (bool): a collector's env (episode groups of
+                ``collector.episode_group_size``). Defaults to False.
+        """
+        from mtmarl.training.env_stack import EnvMaker
+
+        maker = EnvMaker(
+            config=config,
+            factory=self.env_factory,
+            name=f"experiment {self.name!r}",
+            period=self.period,
         )
+        return maker(num_envs=num_envs, seed=seed, training=training)
 
 
 def _bind_error(factory: EnvFactory, env_kwargs: dict) -> TypeError | None:
     """Why the factory cannot be called with ``env_kwargs`` (and the trainer's own), if not."""
     try:
-        inspect.signature(factory).bind(
-            num_envs=1, device="cpu", seed=0, phase_mode=None, **env_kwargs
-        )
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):  # not introspectable: nothing to check
+        return None
+    legacy = {"phase_mode": None} if "phase_mode" in signature.parameters else {}
+    try:
+        signature.bind(num_envs=1, device="cpu", seed=0, **legacy, **env_kwargs)
     except TypeError as err:
         return err
     return None
@@ -144,7 +176,7 @@ def check_env_kwargs(factory: EnvFactory, env_kwargs: dict, name: str) -> None:
         )
     err = _bind_error(factory, env_kwargs)
     if err is not None:
-        raise ConfigError(f"env options {env_kwargs} do not fit experiment {name!r}: {err}")
+        raise ConfigError(f"env options {env_kwargs} do not fit {name}: {err}")
 
 
 def check_takes_episode_groups(factory: EnvFactory, env_kwargs: dict, who: str) -> None:
@@ -155,6 +187,31 @@ def check_takes_episode_groups(factory: EnvFactory, env_kwargs: dict, who: str) 
         raise ConfigError(
             f"collector.episode_group_size={env_kwargs['episode_group_size']} needs an env "
             f"that takes episode_group_size; {who} does not ({err})"
+        )
+
+
+def check_action_prior(
+    config: TrainConfig, experiment: Experiment | None, *, injected_actor: bool = False
+) -> None:
+    """Fail before any work if ``model.action_prior`` names no controller of the preset.
+
+    Like the rest of ``config.model``, the prior belongs to the actor the trainer builds: an
+    injected actor is used as it is (wrap its heads with an ``ActionPrior`` yourself).
+    """
+    name = config.model.action_prior
+    if name is None or injected_actor:
+        return
+    known = sorted(experiment.action_priors) if experiment is not None else []
+    if name not in known:
+        where = f"experiment {experiment.name!r}" if experiment is not None else "env_fn"
+        raise ConfigError(
+            f"model.action_prior={name!r} is not a controller of {where}; known: {known}"
+        )
+    if config.model.continuous_distribution != "tanh_normal":
+        raise ConfigError(
+            f"model.action_prior shifts the TanhNormal head and needs "
+            f"model.continuous_distribution=tanh_normal, got "
+            f"{config.model.continuous_distribution}"
         )
 
 
@@ -318,14 +375,10 @@ def _register_loaded(loaded: object, who: str) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def _make_movebox(
-    difficulty: str, *, num_envs: int, device: str, seed: int, phase_mode: str | None
-) -> EnvBase:
+def _make_movebox(difficulty: str, *, num_envs: int, device: str, seed: int) -> EnvBase:
     from mtmarl.envs import make_movebox_env
 
-    return make_movebox_env(
-        difficulty, phase_mode=phase_mode, num_envs=num_envs, device=device, seed=seed
-    )
+    return make_movebox_env(difficulty, num_envs=num_envs, device=device, seed=seed)
 
 
 def _movebox_factory(difficulty: str) -> EnvFactory:
@@ -342,11 +395,15 @@ def _movebox_config(
         variant="phasic",
         algorithm="mappo",
         collector=CollectorConfig(num_envs=64, steps_per_env=horizon, iterations=iterations),
-        loss=LossConfig(gamma=0.99, lmbda=0.95, entropy_coeff=entropy_coeff),
+        loss=MAPPOConfig(gamma=0.99, lmbda=0.95, entropy_coeff=entropy_coeff),
         optim=OptimConfig(lr=3e-4, epochs=4, minibatch_size=64 * horizon // 4),
         eval=EvalConfig(episodes=100, interval=10),
     )
 
+
+#: ``algorithm=coma`` on Move Box: COMA's TD(lambda) 0.8 and lr 5e-4 (PyMARL's COMA
+#: learning rate), its other options at their defaults (COMAConfig)
+_MOVEBOX_COMA = ("loss.lmbda=0.8", "optim.lr=5e-4")
 
 register_experiment(
     Experiment(
@@ -356,6 +413,7 @@ register_experiment(
         config=_movebox_config("movebox-easy", horizon=20, iterations=60, entropy_coeff=0.01),
         max_episode_steps=20,
         success_key="terminated",
+        algorithm_overrides={"coma": _MOVEBOX_COMA},
     )
 )
 
@@ -369,18 +427,15 @@ register_experiment(
         config=_movebox_config("movebox-hard", horizon=20, iterations=150, entropy_coeff=0.03),
         max_episode_steps=20,
         success_key="terminated",
+        algorithm_overrides={"coma": _MOVEBOX_COMA},
     )
 )
 
 
-def _building_factory(
-    *, num_envs: int, device: str, seed: int, phase_mode: str | None, horizon: int = 30
-) -> EnvBase:
+def _building_factory(*, num_envs: int, device: str, seed: int, horizon: int = 30) -> EnvBase:
     from mtmarl.envs import make_building_env
 
-    return make_building_env(
-        phase_mode=phase_mode, num_envs=num_envs, device=device, seed=seed, horizon=horizon
-    )
+    return make_building_env(num_envs=num_envs, device=device, seed=seed, horizon=horizon)
 
 
 register_experiment(
@@ -394,7 +449,7 @@ register_experiment(
             variant="phasic",
             algorithm="mappo",
             collector=CollectorConfig(num_envs=64, steps_per_env=30, iterations=100),
-            loss=LossConfig(gamma=0.99, lmbda=0.95, entropy_coeff=0.001),
+            loss=MAPPOConfig(gamma=0.99, lmbda=0.95, entropy_coeff=0.001),
             # lr 1e-3: at 3e-4 neither basic nor phasic beat the rule-based baseline in
             # 192k frames (seed 0: -33.4 / -53.3 vs -23.8); at 1e-3 both did (-18.6 / -12.7)
             optim=OptimConfig(lr=1e-3, epochs=4, minibatch_size=480),
@@ -415,7 +470,6 @@ def _community_factory(
     num_envs: int,
     device: str,
     seed: int,
-    phase_mode: str | None,
     n_prosumers: int = 10,
     comfort_weight: float = 1.0,
     ev_weight: float = 0.5,
@@ -423,10 +477,9 @@ def _community_factory(
     agent_rewards: bool = True,
     episode_group_size: int = 1,
 ) -> EnvBase:
-    from torchrl.envs import Compose, StepCounter, TransformedEnv
+    from torchrl.envs import StepCounter, TransformedEnv
 
     from mtmarl.envs import CommunityEnergyEnv
-    from mtmarl.transforms import PhaseEncoding
 
     env = CommunityEnergyEnv(
         n_prosumers=n_prosumers,
@@ -439,11 +492,7 @@ def _community_factory(
         overload_weight=overload_weight,
         agent_rewards=agent_rewards,
     )
-    transforms = [StepCounter()]
-    if phase_mode is not None:  # the daily cycle: 96 steps of 15 minutes
-        in_keys = None if phase_mode == "phase" else [("agents", "observation"), "state"]
-        transforms.append(PhaseEncoding(env.HORIZON, mode=phase_mode, in_keys=in_keys))
-    return TransformedEnv(env, Compose(*transforms))
+    return TransformedEnv(env, StepCounter())
 
 
 #: ``ev_spread`` of the ``rule_based_spread`` prior and the thermostat deadband of both
@@ -548,7 +597,7 @@ register_experiment(
             # drifting below it (N = 50, selection community: -5.77 against -6.04; best actors
             # level; benchmarks/results/community/ablation_reference_kl.md). Without a prior
             # (model.action_prior=null) set it to 0: the anchor would be the random init
-            loss=LossConfig(
+            loss=MAPPOConfig(
                 gamma=0.99,
                 lmbda=0.99,
                 entropy_coeff=0.001,
@@ -560,6 +609,7 @@ register_experiment(
         ),
         max_episode_steps=96,
         success_key=None,
+        period=96,  # the daily cycle: 96 steps of 15 minutes
         env_kwargs_doc={
             "n_prosumers": "community size N (default 10)",
             "comfort_weight": "reward penalty per deg C h outside the comfort band (default 1.0)",
@@ -603,7 +653,6 @@ def _vmas_navigation_factory(
     num_envs: int,
     device: str,
     seed: int,
-    phase_mode: str | None,
     n_agents: int = 3,
     max_steps: int = 100,
     collisions: bool = True,
@@ -625,11 +674,6 @@ def _vmas_navigation_factory(
     ``episode_reward_mean`` reports). Actions: ``("agents", "action")`` ``Bounded`` ``(E, N, 2)``
     in ``[-1, 1]`` (continuous forces).
     """
-    if phase_mode is not None:
-        raise ConfigError(
-            "vmas-navigation has no periodic structure to encode; use variant=basic or "
-            f"variant=recurrent (got a variant needing phase_mode={phase_mode!r})"
-        )
     try:
         from torchrl.envs.libs.vmas import VmasEnv
         from vmas import __version__  # noqa: F401
@@ -686,7 +730,7 @@ register_experiment(
             model=ModelConfig(num_cells=[256, 256]),
             # BenchMARL mappo.yaml: lmbda 0.9, clip 0.2, no entropy bonus, critic_coef 1, no
             # advantage normalisation; gamma 0.99
-            loss=LossConfig(
+            loss=MAPPOConfig(
                 gamma=0.99,
                 lmbda=0.9,
                 clip_epsilon=0.2,

@@ -11,13 +11,16 @@ from tensordict import TensorDict, TensorDictBase
 from torchrl.data import Bounded, Categorical, Composite, Unbounded
 from torchrl.envs import Compose, EnvBase, StepCounter, TransformedEnv
 
-from mtmarl.transforms import ActionFrequencyMask, PhaseEncoding
+from mtmarl.transforms import ActionFrequencyMask
 
 N_AGENTS, N_ACTIONS, HORIZON = 2, 3, 4
 
 
 class BanditTeamEnv(EnvBase):
     """Discrete: +1 per agent choosing action 1. Continuous: 1 - |a - 0.5| per agent."""
+
+    #: the joint period the trainer's phase encodings use (agent 1 acts every 2 steps)
+    period = 2
 
     def __init__(
         self, *, num_envs: int, device=None, seed: int = 0, continuous=False, hybrid=False
@@ -95,13 +98,12 @@ class BanditTeamEnv(EnvBase):
         return out
 
 
-def bandit_env_fn(*, num_envs, device, seed, phase_mode, continuous=False, hybrid=False):
+def bandit_env_fn(*, num_envs, device, seed, continuous=False, hybrid=False, masked=False):
+    """The bandit task; ``continuous`` (and ``masked`` for hybrid actions): agent 1 acts every
+    2 steps and holds its action in between (``ActionFrequencyMask``)."""
     transforms = [StepCounter()]
-    if continuous:  # agent 1 acts every 2 steps and holds its action in between
+    if continuous or masked:
         transforms.append(ActionFrequencyMask((1, 2), mode="hold"))
-    if phase_mode is not None:
-        in_keys = None if phase_mode == "phase" else [("agents", "observation"), "state"]
-        transforms.append(PhaseEncoding(2, mode=phase_mode, in_keys=in_keys))
     return TransformedEnv(
         BanditTeamEnv(
             num_envs=num_envs, device=device, seed=seed, continuous=continuous, hybrid=hybrid

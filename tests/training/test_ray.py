@@ -36,8 +36,8 @@ def local_ray():
 class RecordingTrainer(Trainer):
     """Keeps each iteration's batch shape and first step counts."""
 
-    def _collect(self, iterator, iteration):
-        data = super()._collect(iterator, iteration)
+    def collect(self):
+        data = super().collect()
         self.batches = [*getattr(self, "batches", []), (data.shape, data["step_count"][:, 0])]
         return data
 

@@ -18,7 +18,11 @@ from mtmarl.training import (
     explained_variance,
     get_experiment,
 )
-from mtmarl.training.trainer import ADVANTAGE, GLOBAL_TARGET, VALUE, VALUE_TARGET
+
+ADVANTAGE = ("agents", "advantage")
+VALUE = ("agents", "state_value")
+VALUE_TARGET = ("agents", "value_target")
+GLOBAL_TARGET = "state_value_global_target"
 
 
 def community_config(*overrides):
@@ -75,7 +79,7 @@ def test_every_critic_and_encoder_trains_on_the_community(
         assert trainer.critic.in_keys[0] == ("agents", "observation")
     else:
         assert trainer.critic.in_keys[:2] == [("agents", "critic_observation"), "aggregate"]
-    assert trainer.train_global_value == (critic == "transformer")
+    assert trainer.algorithm.train_global_value == (critic == "transformer")
     before = {k: v.clone() for k, v in trainer.critic.state_dict().items()}
     result = trainer.train()
     assert result.iterations == 2 and result.frames == 2 * 2 * 24
@@ -93,10 +97,8 @@ def test_every_critic_and_encoder_trains_on_the_community(
 def test_global_value_target_is_the_team_return_estimate(tmp_path):
     cfg = community_config("loss.gamma=1", "loss.lmbda=1", "loss.agent_rewards=false")
     trainer = Trainer(cfg, run_dir=tmp_path)
-    collector = trainer._make_collector()
-    data = trainer._collect(iter(collector), 0)
-    collector.shutdown()
-    trainer._estimate_advantage(data)
+    data = trainer.collect()
+    trainer.algorithm.estimate_advantage(data)
     assert data[GLOBAL_TARGET].shape == (2, 24, 1)
     assert data["agents", "value_target"].shape == (2, 24, 3, 1)
     # gamma = lambda = 1: both targets are the reward-to-go (bootstrapped after the last
@@ -105,7 +107,7 @@ def test_global_value_target_is_the_team_return_estimate(tmp_path):
     for target in (data[GLOBAL_TARGET], data["agents", "value_target"][..., 0, :]):
         torch.testing.assert_close(target[:, :-1] - target[:, 1:], reward[:, :-1])
     no_global = Trainer(community_config("loss.global_value_coeff=0"), run_dir=tmp_path / "off")
-    assert not no_global.train_global_value
+    assert not no_global.algorithm.train_global_value
 
 
 @pytest.mark.parametrize("critic", ["transformer", "mlp", "local"])
@@ -114,10 +116,8 @@ def test_agent_rewards_give_each_agent_its_own_return(critic, tmp_path):
         "loss.gamma=1", "loss.lmbda=1", "loss.agent_rewards=true", f"model.critic={critic}"
     )
     trainer = Trainer(cfg, run_dir=tmp_path)
-    collector = trainer._make_collector()
-    data = trainer._collect(iter(collector), 0)
-    collector.shutdown()
-    trainer._estimate_advantage(data)
+    data = trainer.collect()
+    trainer.algorithm.estimate_advantage(data)
     target = data["agents", "value_target"]  # (2, 24, 3, 1)
     own = data["next", "agents", "reward"]
     torch.testing.assert_close(target[:, :-1] - target[:, 1:], own[:, :-1])
@@ -135,7 +135,7 @@ def test_agent_rewards_need_an_env_that_writes_them(tmp_path):
         ConfigError, match=r"loss.agent_rewards needs an env .*\('agents', 'reward'\)"
     ):
         Trainer(cfg, run_dir=tmp_path)
-    with pytest.raises(ConfigError, match="loss.agent_rewards must be false"):
+    with pytest.raises(ConfigError, match="loss.agent_rewards is not an option of COMAConfig"):
         apply_overrides(TrainConfig(), ["algorithm=coma", "loss.agent_rewards=true"])
 
 
@@ -150,7 +150,7 @@ def test_preset_is_matppo_and_the_baselines_are_overrides():
 def test_preset_env_options_reach_the_env():
     exp = get_experiment("community")
     cfg = apply_overrides(exp.config, ["env.n_prosumers=3", "env.overload_weight=0.0"])
-    env = exp.make_env(cfg, num_envs=2, seed=0, phase_mode=None)
+    env = exp.make_env(cfg, num_envs=2, seed=0)
     assert env.base_env.n_prosumers == 3 and env.base_env.overload_weight == 0.0
     assert set(exp.env_kwargs_doc) == {
         "n_prosumers",
@@ -160,9 +160,7 @@ def test_preset_env_options_reach_the_env():
         "agent_rewards",
     }
     with pytest.raises(ConfigError, match="do not fit experiment 'community'"):
-        exp.make_env(
-            apply_overrides(exp.config, ["env.overload=0.0"]), num_envs=2, seed=0, phase_mode=None
-        )
+        exp.make_env(apply_overrides(exp.config, ["env.overload=0.0"]), num_envs=2, seed=0)
 
 
 def test_bad_model_configuration_fails_at_construction(tmp_path):
@@ -186,7 +184,7 @@ def test_bad_model_configuration_fails_at_construction(tmp_path):
         Trainer(apply_overrides(base, ["model.critic=transformer"]), env_fn=hybrid_fn, **steps)
     with pytest.raises(ConfigError, match="'forecast'"):
         Trainer(apply_overrides(base, ["model.encoder=lstm"]), env_fn=hybrid_fn, **steps)
-    with pytest.raises(ConfigError, match="composite"):
+    with pytest.raises(ConfigError, match="model.encoder=lstm serves hybrid actions"):
         Trainer(apply_overrides(base, ["model.encoder=lstm"]), env_fn=bandit_env_fn, **steps)
     with pytest.raises(ConfigError, match="TensorDictModuleBase"):
         Trainer(base, env_fn=bandit_env_fn, critic=torch.nn.Linear(2, 2), **steps)
@@ -267,9 +265,7 @@ def test_rule_based_prior_starts_the_actor_at_the_controller(tmp_path):
     trainer = Trainer(community_config("model.action_prior=rule_based"), run_dir=tmp_path)
     assert _has(trainer.actor, ActionPrior)
     # another community than the training one: the controller reads the ratings it observes
-    env = get_experiment("community").env_factory(
-        num_envs=3, device="cpu", seed=123, phase_mode=None, n_prosumers=3
-    )
+    env = get_experiment("community").env_factory(num_envs=3, device="cpu", seed=123, n_prosumers=3)
     td = env.reset()
     with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):
         ours = trainer.actor(td.clone())
@@ -298,9 +294,7 @@ def test_the_spread_prior_is_the_rule_based_controller_with_spread_pacing_and_de
     )
 
     trainer = Trainer(community_config("model.action_prior=rule_based_spread"), run_dir=tmp_path)
-    env = get_experiment("community").env_factory(
-        num_envs=2, device="cpu", seed=123, phase_mode=None, n_prosumers=4
-    )
+    env = get_experiment("community").env_factory(num_envs=2, device="cpu", seed=123, n_prosumers=4)
     rule = RuleBasedSelfConsumptionPolicy(
         env,
         ev_spread=COMMUNITY_EV_SPREAD,
@@ -344,7 +338,7 @@ def test_bad_action_prior_fails_at_construction(tmp_path):
     )
     with pytest.raises(ConfigError, match=r"known: \[\]"):
         Trainer(movebox, run_dir=tmp_path)
-    with pytest.raises(ConfigError, match="model.init_scale must be > 0"):
+    with pytest.raises(ConfigError, match="model.init_scale must be a finite number > 0"):
         ModelConfig(init_scale=0.0)
     with pytest.raises(ConfigError, match="model.action_prior_bonus must be >= 0"):
         ModelConfig(action_prior_bonus=-1.0)
@@ -391,10 +385,10 @@ def test_reference_kl_anchors_the_actor_to_its_initial_copy_and_resumes(tmp_path
 
 
 def test_bad_reference_kl_coeff_fails_at_construction():
-    from mtmarl.training import LossConfig
+    from mtmarl.algorithms import MAPPOConfig
 
-    with pytest.raises(ConfigError, match="loss.reference_kl_coeff must be >= 0, got -0.1"):
-        LossConfig(reference_kl_coeff=-0.1)
+    with pytest.raises(ConfigError, match="loss.reference_kl_coeff must be >= 0.0, got -0.1"):
+        MAPPOConfig(reference_kl_coeff=-0.1)
 
 
 def test_the_preset_prior_is_the_spread_prior_with_pre_heating(tmp_path):
@@ -412,9 +406,7 @@ def test_the_preset_prior_is_the_spread_prior_with_pre_heating(tmp_path):
 
     trainer = Trainer(community_config(), run_dir=tmp_path)
     assert trainer.config.model.action_prior == "rule_based_preheat"
-    env = get_experiment("community").env_factory(
-        num_envs=2, device="cpu", seed=123, phase_mode=None, n_prosumers=4
-    )
+    env = get_experiment("community").env_factory(num_envs=2, device="cpu", seed=123, n_prosumers=4)
     kwargs = {
         "ev_spread": COMMUNITY_EV_SPREAD,
         "thermostat_deadband": COMMUNITY_THERMOSTAT_DEADBAND,
@@ -453,13 +445,13 @@ def test_the_logged_explained_variance_is_the_critics_fit_and_rises_as_it_learns
     )
     trainer = Trainer(cfg, run_dir=tmp_path)
     fits = []
-    estimate = trainer._estimate_advantage
+    estimate = trainer.algorithm.estimate_advantage
 
     def recording(data):  # the batch's values and targets, as the update sees them
         estimate(data)
         fits.append(explained_variance(data[VALUE], data[VALUE_TARGET]))
 
-    monkeypatch.setattr(trainer, "_estimate_advantage", recording)
+    monkeypatch.setattr(trainer.algorithm, "estimate_advantage", recording)
     explained = [h["train/explained_variance"] for h in trainer.train().history]
     assert explained == pytest.approx(fits)
     # an untrained critic explains nothing of the (time-of-day driven) returns; 8 iterations
@@ -473,12 +465,12 @@ def test_group_baseline_trains_on_episode_groups_and_validates_on_independent_da
     )
     trainer = Trainer(cfg, run_dir=tmp_path / "grouped")
     assert trainer.env.base_env.episode_group_size == 2
-    assert trainer._make_env(4, seed=1).base_env.episode_group_size == 1  # validation
-    data = trainer._collect(iter(trainer._make_collector()), 0)
+    assert trainer.make_env(4, seed=1).base_env.episode_group_size == 1  # validation
+    data = trainer.collect()
     obs = data["agents", "observation"]  # the envs of a group share their day
     torch.testing.assert_close(obs[1, 0], obs[0, 0])
     assert not torch.equal(obs[2, 0], obs[0, 0])
-    trainer._estimate_advantage(data)
+    trainer.algorithm.estimate_advantage(data)
     grouped = data[ADVANTAGE].reshape(2, 2, *data[ADVANTAGE].shape[1:])
     # leave-one-out within each group: the two envs' advantages are opposite
     torch.testing.assert_close(grouped[:, 0], -grouped[:, 1])
@@ -496,6 +488,7 @@ def test_episode_groups_need_an_env_that_takes_them(tmp_path):
         ["collector.num_envs=4", "collector.steps_per_env=4", "collector.episode_group_size=2"],
     )
     with pytest.raises(
-        ConfigError, match="needs an env that takes episode_group_size; the env_fn does not"
+        ConfigError,
+        match="needs an env that takes episode_group_size; the env_fn's env factory does not",
     ):
         Trainer(cfg, env_fn=bandit_env_fn, max_episode_steps=HORIZON, run_dir=tmp_path / "b")

@@ -20,9 +20,7 @@ EXPERIMENT = get_experiment("vmas-navigation")
 
 
 def make_env(num_envs: int = 3, **env_kwargs):
-    return EXPERIMENT.env_factory(
-        num_envs=num_envs, device="cpu", seed=0, phase_mode=None, **env_kwargs
-    )
+    return EXPERIMENT.env_factory(num_envs=num_envs, device="cpu", seed=0, **env_kwargs)
 
 
 def test_preset_matches_benchmarl_mappo_navigation():
@@ -76,7 +74,10 @@ def test_tiny_training_run(agent_rewards, tmp_path):
         ],
     )
     trainer = Trainer(cfg, run_dir=tmp_path)
-    assert trainer.continuous and (trainer.n_agents, trainer.action_dim) == (3, 2)
+    assert trainer.info.action_kind == "continuous" and (
+        trainer.info.n_agents,
+        trainer.info.action_dim,
+    ) == (3, 2)
     before = [p.detach().clone() for p in trainer.critic.parameters()]
     result = trainer.train()
     assert result.frames == 2 * 4 * 50
@@ -89,5 +90,5 @@ def test_tiny_training_run(agent_rewards, tmp_path):
 
 def test_phase_variants_are_refused_before_work():
     cfg = apply_overrides(EXPERIMENT.config, ["variant=phasic"])
-    with pytest.raises(ConfigError, match="no periodic structure"):
+    with pytest.raises(ConfigError, match="has no period L"):
         Trainer(cfg)

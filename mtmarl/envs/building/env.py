@@ -22,7 +22,12 @@ from torchrl.data import Bounded, Composite, Unbounded
 from torchrl.envs import Compose, StepCounter, TransformedEnv
 
 from mtmarl._checks import bounded_int
-from mtmarl.envs._batched import BatchedTorchEnv
+from mtmarl.envs._batched import (
+    BatchedTorchEnv,
+    action_entry,
+    check_action_layout,
+    non_finite_summary,
+)
 from mtmarl.envs.building.exogenous import building_exogenous
 from mtmarl.envs.building.storage import EnergyStorage
 from mtmarl.envs.building.thermal_model import (
@@ -40,6 +45,7 @@ from mtmarl.transforms import ActionFrequencyMask, PhaseEncoding, multi_timescal
 __all__ = ["BuildingEnv", "make_building_env"]
 
 _WHO = "BuildingEnv"
+_ACTION_KEY = ("agents", "action")
 _MINUTES_PER_DAY = 1440
 _DAYS_PER_YEAR = 365
 # feature scaling of observations and state: (T - 25) / 5, (T_oa - 25) / 10, P / 50
@@ -91,8 +97,8 @@ class BuildingEnv(BatchedTorchEnv):
     r"""Batched, pure-torch five-zone building with HVAC and storage agents (seed 004, V-B).
 
     **Agents** (one continuous action each, ``("agents", "action")`` in ``[-1, 1]``,
-    mapped linearly to physical units inside the env; values outside ``[-1, 1]`` are
-    clamped):
+    mapped linearly to physical units inside the env; finite values outside ``[-1, 1]``
+    are clipped, NaN and inf are refused):
 
     * agents 0-4, *zone agents*: supply-air mass flow of zone ``z``,
       ``a = -1 .. 1`` -> ``0.22 .. 2.2`` kg/s (zones 1-4), ``0.32 .. 3.2`` kg/s (zone 5);
@@ -155,7 +161,11 @@ class BuildingEnv(BatchedTorchEnv):
 
     Keys (``E = num_envs``, ``N = 7``):
 
-    * in: ``("agents", "action")`` -- ``(E, N, 1)`` float32 in ``[-1, 1]``.
+    * in: ``("agents", "action")`` -- ``(E, N, 1)`` float32 in ``[-1, 1]`` (finite values
+      outside are clipped). A missing entry raises ``KeyError``, a wrong shape
+      ``ValueError``, a dtype other than float32 ``TypeError`` (nothing is cast: float64
+      actions would turn the state float64) and, with ``validate_actions``, a NaN or inf
+      ``ValueError``; all name the key and are raised before the state changes.
     * out: ``("agents", "observation")`` -- ``(E, N, 8)`` float32, per agent
       ``[own state, T_oa, P_ref, P_last, own last action, is_zone, is_chiller,
       is_storage]`` with own state = own zone temperature (zone agents), mean zone
@@ -214,6 +224,12 @@ class BuildingEnv(BatchedTorchEnv):
         action_periods (Sequence[int]): every how many minutes each agent acts; stored
             for :func:`make_building_env`, not enforced by the env. Defaults to
             ``(5, 5, 5, 5, 5, 5, 1)``.
+        validate_actions (bool): check every step that the actions are finite, raising
+            ``ValueError`` (one host synchronisation per step; free on CPU, a stall on
+            CUDA); finite actions outside ``[-1, 1]`` are always clipped. ``False`` keeps
+            the step loop free of host syncs; a NaN or inf action then enters the zone
+            temperatures, the storage and the reward. The key's presence, the shape and the
+            dtype (float32) are always checked. Defaults to ``True``.
 
     Examples:
         >>> env = BuildingEnv(num_envs=4, seed=0)
@@ -262,6 +278,7 @@ class BuildingEnv(BatchedTorchEnv):
         chiller_cop: float = 3.0,
         storage: EnergyStorage | None = None,
         action_periods: Sequence[int] = (5, 5, 5, 5, 5, 5, 1),
+        validate_actions: bool = True,
     ) -> None:
         num_envs = _check_int(num_envs, "num_envs", low=1)
         horizon = _check_int(horizon, "horizon", low=1)
@@ -308,6 +325,11 @@ class BuildingEnv(BatchedTorchEnv):
                 f"{_WHO} expected {self.N_AGENTS} action_periods (5 zones, chiller, storage), "
                 f"got {len(periods)}"
             )
+        if not isinstance(validate_actions, bool):
+            raise TypeError(
+                f"{_WHO} expected validate_actions to be a bool, got "
+                f"{type(validate_actions).__name__} {validate_actions!r}"
+            )
         super().__init__(num_envs=num_envs, device=device, seed=seed, who=_WHO)
         device = self.device
         self.horizon = horizon
@@ -325,6 +347,7 @@ class BuildingEnv(BatchedTorchEnv):
         self.chiller_cop = chiller_cop
         self.storage = storage
         self.action_periods = periods
+        self.validate_actions = validate_actions
         self.dt_hours = 1.0 / 60.0
 
         self.rom = FiveZoneROM(step_minutes=1.0).to(device)
@@ -456,7 +479,9 @@ class BuildingEnv(BatchedTorchEnv):
         )
         self.action_spec = Composite(
             agents=Composite(
-                action=Bounded(low=-1.0, high=1.0, shape=(E, N, 1), device=device),
+                action=Bounded(
+                    low=-1.0, high=1.0, shape=(E, N, 1), dtype=torch.float32, device=device
+                ),
                 shape=(E, N),
                 device=device,
             ),
@@ -608,14 +633,29 @@ class BuildingEnv(BatchedTorchEnv):
         out.set("truncated", self._false.clone())
         return out
 
-    def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
-        action = tensordict.get(("agents", "action"))
-        expected = (*self.batch_size, self.N_AGENTS, 1)
-        if tuple(action.shape) != expected:
+    def _check_action(self, tensordict: TensorDictBase) -> torch.Tensor:
+        """The step's action, checked before anything is computed (so a refused step changes
+        nothing): present, shape ``(E, 7, 1)``, dtype float32 and (``validate_actions``)
+        finite."""
+        action = action_entry(tensordict, _ACTION_KEY, who=_WHO)
+        check_action_layout(
+            action,
+            _ACTION_KEY,
+            shape=(*self.batch_size, self.N_AGENTS, 1),
+            dtype=torch.float32,
+            who=_WHO,
+            dims="num_envs, n_agents, 1",
+            meaning="normalised actions in [-1, 1]",
+        )
+        if self.validate_actions and not bool(torch.isfinite(action).all()):  # one host sync
             raise ValueError(
-                f"{_WHO} expected ('agents', 'action') of shape {expected} (num_envs, n_agents, "
-                f"1), got {tuple(action.shape)}"
+                f"{_WHO} expected {_ACTION_KEY!r} to hold finite actions in [-1, 1] (finite "
+                f"values outside are clipped), got {non_finite_summary(action)}"
             )
+        return action
+
+    def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
+        action = self._check_action(tensordict)
         E, storage = self.num_envs, self.storage
         flow, tdis, p_cmd = self.action_to_physical(action.reshape(E, self.N_AGENTS))
         flow = project_total_flow(flow, self._flow_low)
@@ -680,6 +720,7 @@ def make_building_env(
     device: torch.device | str | None = None,
     seed: int | None = None,
     horizon: int = 30,
+    validate_actions: bool = True,
 ) -> TransformedEnv:
     """The usual building stack: env, step counter, action-frequency mask (hold), optional phase.
 
@@ -704,6 +745,8 @@ def make_building_env(
         device (torch.device | str | None): device. Defaults to ``None`` (CPU).
         seed (int | None): seed of the env's generator. Defaults to ``None``.
         horizon (int): episode length, minutes. Defaults to ``30``.
+        validate_actions (bool): the :class:`BuildingEnv` option: refuse NaN and inf
+            actions (one host synchronisation per step). Defaults to ``True``.
 
     Returns:
         TransformedEnv: the stack.
@@ -722,7 +765,13 @@ def make_building_env(
             f"make_building_env expected phase_mode in (None, 'phase', 'onehot', 'sincos'), "
             f"got {phase_mode!r}"
         )
-    env = BuildingEnv(num_envs=num_envs, device=device, seed=seed, horizon=horizon)
+    env = BuildingEnv(
+        num_envs=num_envs,
+        device=device,
+        seed=seed,
+        horizon=horizon,
+        validate_actions=validate_actions,
+    )
     transforms = [StepCounter(), ActionFrequencyMask(env.action_periods, mode="hold")]
     if phase_mode is not None:
         in_keys = None if phase_mode == "phase" else [("agents", "observation"), "state"]

@@ -23,7 +23,12 @@ from tensordict import TensorDict, TensorDictBase
 from torchrl.data import Binary, Bounded, Categorical, Composite, Unbounded
 
 from mtmarl._checks import bounded_int
-from mtmarl.envs._batched import BatchedTorchEnv
+from mtmarl.envs._batched import (
+    BatchedTorchEnv,
+    action_entry,
+    check_action_layout,
+    non_finite_summary,
+)
 from mtmarl.envs.community.devices import battery_step, ev_step, hvac_step
 from mtmarl.envs.community.market import clear_mid_market
 from mtmarl.envs.weather import TMY3_STATIONS, load_tmy3
@@ -31,6 +36,8 @@ from mtmarl.envs.weather import TMY3_STATIONS, load_tmy3
 __all__ = ["CommunityEnergyEnv"]
 
 _WHO = "CommunityEnergyEnv"
+_MODE_KEY = ("agents", "action", "mode")
+_POWER_KEY = ("agents", "action", "power")
 _STEPS_PER_DAY = 96
 _DT_H = 0.25
 _WINDOW = 12
@@ -193,7 +200,11 @@ class CommunityEnergyEnv(BatchedTorchEnv):
 
     * in: ``("agents", "action", "mode")`` -- ``(E, N)`` int64 in ``{0, 1, 2}`` (EV off /
       slow / fast); ``("agents", "action", "power")`` -- ``(E, N, 2)`` float32 in
-      ``[-1, 1]`` (battery, HVAC).
+      ``[-1, 1]`` (battery, HVAC; finite values outside are clipped). A missing entry
+      raises ``KeyError``, a wrong shape ``ValueError``, another dtype ``TypeError``
+      (nothing is cast: float64 powers would turn the state float64) and, with
+      ``validate_actions``, a mode outside ``[0, 2]`` or a NaN / inf power ``ValueError``;
+      all name the key and are raised before the state changes.
     * out, per agent: ``("agents", "forecast")`` ``(E, N, 12, 3)`` (PV kW, load kW, price);
       ``("agents", "device_state")`` ``(E, N, 3)`` = (battery SoC, EV SoC -- 0 while the car
       is away --, indoor temperature normalised ``(T - mid) / half_width`` of the comfort
@@ -278,8 +289,11 @@ class CommunityEnergyEnv(BatchedTorchEnv):
             ``env.reward_key`` is ambiguous (use ``env.reward_keys``). Defaults to
             ``False``.
         validate_actions (bool): check every step that modes are in ``{0, 1, 2}`` and powers
-            finite, raising ``ValueError`` (one host synchronisation per step); powers
-            outside ``[-1, 1]`` are always clipped. Defaults to ``True``.
+            finite, raising ``ValueError`` (one host synchronisation per step; free on CPU, a
+            stall on CUDA); powers outside ``[-1, 1]`` are always clipped. ``False`` keeps the
+            step loop free of host syncs; out-of-range modes and NaN / inf powers are then
+            undefined behaviour. The keys' presence, the shapes and the dtypes (int64, float32)
+            are always checked. Defaults to ``True``.
         device (torch.device | str | None): device of all tensors. Defaults to ``None``
             (CPU).
         seed (int | None): seed of the community's composition and of the env's random
@@ -964,33 +978,52 @@ class CommunityEnergyEnv(BatchedTorchEnv):
         return buy.clamp_max(self.sell_price)
 
     # ----------------------------------------------------------------------- step
-    def _check_action(self, mode: torch.Tensor, power: torch.Tensor) -> None:
+    def _check_action(self, tensordict: TensorDictBase) -> tuple[torch.Tensor, torch.Tensor]:
+        """The step's ``(mode, power)``, checked before anything is computed (so a refused
+        step changes nothing): both present, shapes ``(E, N)`` and ``(E, N, 2)``, dtypes
+        int64 and float32 and (``validate_actions``) modes in ``[0, 2]``, powers finite."""
         E, N = self.num_envs, self.n_prosumers
-        if mode.shape != (E, N) or power.shape != (E, N, 2):
-            raise ValueError(
-                f"{_WHO} expected ('agents', 'action', 'mode') of shape {(E, N)} and "
-                f"('agents', 'action', 'power') of shape {(E, N, 2)}, got "
-                f"{tuple(mode.shape)} and {tuple(power.shape)}"
-            )
-        if mode.dtype.is_floating_point or mode.dtype.is_complex or mode.dtype == torch.bool:
-            raise TypeError(f"{_WHO} expected integer EV modes (0, 1, 2), got dtype {mode.dtype}")
+        mode = action_entry(tensordict, _MODE_KEY, who=_WHO)
+        power = action_entry(tensordict, _POWER_KEY, who=_WHO)
+        check_action_layout(
+            mode,
+            _MODE_KEY,
+            shape=(E, N),
+            dtype=torch.int64,
+            who=_WHO,
+            dims="num_envs, n_prosumers",
+            meaning="integer EV modes 0 off, 1 slow, 2 fast",
+        )
+        check_action_layout(
+            power,
+            _POWER_KEY,
+            shape=(E, N, 2),
+            dtype=torch.float32,
+            who=_WHO,
+            dims="num_envs, n_prosumers, (battery, hvac)",
+            meaning="battery and HVAC powers in [-1, 1]",
+        )
         if not self.validate_actions:
-            return
+            return mode, power
+        # one host sync for both checks
         lo, hi, finite = torch.stack(
             (mode.min(), mode.max(), torch.isfinite(power).all().long())
         ).tolist()
         if lo < 0 or hi >= self.N_MODES:
+            bad = mode[(mode < 0) | (mode >= self.N_MODES)]
             raise ValueError(
-                f"{_WHO} expected EV modes in [0, {self.N_MODES - 1}] (off, slow, fast), got "
-                f"values in [{lo}, {hi}]"
+                f"{_WHO} expected {_MODE_KEY!r} to hold EV modes in [0, {self.N_MODES - 1}] "
+                f"(off, slow, fast), got {sorted(set(bad.tolist()))}"
             )
         if not finite:
-            raise ValueError(f"{_WHO} expected finite powers in [-1, 1], got inf or nan")
+            raise ValueError(
+                f"{_WHO} expected {_POWER_KEY!r} to hold finite powers in [-1, 1] (finite "
+                f"values outside are clipped), got {non_finite_summary(power)}"
+            )
+        return mode, power
 
     def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
-        mode = tensordict.get(("agents", "action", "mode"))
-        power = tensordict.get(("agents", "action", "power"))
-        self._check_action(mode, power)
+        mode, power = self._check_action(tensordict)
         E, N, dt = self.num_envs, self.n_prosumers, _DT_H
         power = power.clamp(-1.0, 1.0)
         t = self._t

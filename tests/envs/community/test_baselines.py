@@ -10,7 +10,7 @@ from mtmarl.envs.community.baselines import (
     RuleBasedSelfConsumptionPolicy,
     thermostat,
 )
-from mtmarl.training import get_experiment
+from mtmarl.training import apply_overrides, get_experiment
 
 POLICIES = [NoFlexibilityPolicy, RuleBasedSelfConsumptionPolicy]
 
@@ -84,9 +84,9 @@ def test_thermostat_keeps_the_comfort_band(env, cls):
 
 
 def test_works_on_the_preset_env_stack():
-    env = get_experiment("community").env_factory(
-        num_envs=2, device="cpu", seed=0, phase_mode="phase", n_prosumers=3
-    )
+    experiment = get_experiment("community")
+    config = apply_overrides(experiment.config, ["variant=phasic", "env.n_prosumers=3"])
+    env = experiment.make_env(config, num_envs=2, seed=0)
     for cls in POLICIES:
         td = env.rollout(10, cls(env))
         assert td["next", "reward"].shape == (2, 10, 1)

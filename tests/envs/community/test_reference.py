@@ -10,7 +10,7 @@ from mtmarl.envs.community import (
     RuleBasedSelfConsumptionPolicy,
     perfect_foresight_plan,
 )
-from mtmarl.training import get_experiment
+from mtmarl.training import apply_overrides, get_experiment
 
 SEED = 5
 
@@ -133,8 +133,9 @@ def test_keeping_the_battery_energy_removes_the_end_of_day_gain(env):
 
 
 def test_a_transformed_env_is_planned_through_its_base():
-    factory = get_experiment("community").env_factory
-    env = factory(num_envs=2, device="cpu", seed=0, phase_mode="phase", n_prosumers=3)
+    experiment = get_experiment("community")
+    config = apply_overrides(experiment.config, ["variant=phasic", "env.n_prosumers=3"])
+    env = experiment.make_env(config, num_envs=2, seed=0)
     env.set_seed(1)
     env.reset()
     plan = perfect_foresight_plan(env)
