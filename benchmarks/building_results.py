@@ -22,6 +22,10 @@ reference, on the same evaluation episodes.
 Usage (the committed results were produced with exactly this)::
 
     python benchmarks/building_results.py --out benchmarks/results/building --workers 2
+    python benchmarks/building_results.py --algorithm coma --out benchmarks/results/building_coma --workers 2
+
+``--algorithm coma`` trains COMA's variants (``phasic4``: PFNN period 4) with the preset's COMA
+settings (``Experiment.config_for("coma")``: 5 discrete action levels per agent).
 
 ``--quick`` shrinks everything for a smoke test.
 """
@@ -37,6 +41,10 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 VARIANTS = ("basic", "recurrent", "onehot", "phasic")
+#: the variants per algorithm; ``phasic4`` is the paper's "Phasic COMA (4)": PFNN period 4
+ALGORITHM_VARIANTS = {"mappo": VARIANTS, "coma": (*VARIANTS, "phasic4")}
+#: variant labels that are a variant plus overrides
+LABELS = {"phasic4": ("phasic", ("model.pfnn_period=4",))}
 EVAL_SEED = 123_457
 
 
@@ -47,12 +55,15 @@ def run_one(job: dict) -> dict:
     torch.set_num_threads(1)
     from mtmarl.training import apply_overrides, get_experiment, train
 
+    variant, extra = LABELS.get(job["variant"], (job["variant"], ()))
+    # the preset's settings for the algorithm (COMA: 5 discrete action levels, lambda 0.8)
     config = apply_overrides(
-        get_experiment("building").config,
+        get_experiment("building").config_for(job["algorithm"]),
         [
-            f"variant={job['variant']}",
+            f"variant={variant}",
             f"seed={job['seed']}",
             "run.progress=false",
+            *extra,
             *job["overrides"],
         ],
     )
@@ -129,9 +140,13 @@ def evaluate_all(args, jobs: list[dict]) -> dict:
         trainer = Trainer(config, run_dir=run_dir, resume=True)
         env = trainer.make_env(args.episodes, seed=EVAL_SEED)
         rollout = _rollout(env, trainer.actor, horizon)
-        key = f"{job['variant']} seed {job['seed']}"
+        key = f"{job['variant']} {job['algorithm']} seed {job['seed']}"
         out[key] = _metrics(rollout, env)
-        if job["variant"] == "phasic" and job["seed"] == args.seeds[0]:
+        if (
+            job["variant"] == "phasic"
+            and job["seed"] == args.seeds[0]
+            and job["algorithm"] == "mappo"
+        ):
             traces["phasic MAPPO"] = rollout
     out["_traces"] = traces
     return out
@@ -149,7 +164,7 @@ def _ci(values) -> float:
     return 1.96 * math.sqrt(sum((v - m) ** 2 for v in values) / (n - 1) / n)
 
 
-def summarise(results: dict, seeds: list[int]) -> tuple[str, dict]:
+def summarise(results: dict, seeds: list[int], algorithm: str) -> tuple[str, dict]:
     rule = _mean(results["rule-based"]["return"])
     ref = _mean(results["model-based reference"]["return"])
     rows: dict[str, dict] = {}
@@ -163,12 +178,14 @@ def summarise(results: dict, seeds: list[int]) -> tuple[str, dict]:
             "comfort": _mean(r["comfort_degree_minutes"]),
             "seeds": "-",
         }
-    for variant in VARIANTS:
-        keys = [f"{variant} seed {s}" for s in seeds if f"{variant} seed {s}" in results]
+    for variant in ALGORITHM_VARIANTS[algorithm]:
+        keys = [f"{variant} {algorithm} seed {s}" for s in seeds]
+        keys = [k for k in keys if k in results]
         if not keys:
             continue
         per_seed = [_mean(results[k]["return"]) for k in keys]
-        rows[f"{variant} MAPPO"] = {
+        label = "phasic (4)" if variant == "phasic4" else variant
+        rows[f"{label} {algorithm.upper()}"] = {
             "return": _mean(per_seed),
             "return_ci": _ci(per_seed),
             "rmse": _mean([_mean(results[k]["tracking_rmse_kw"]) for k in keys]),
@@ -262,7 +279,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/building"))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument("--algorithm", default="mappo", choices=sorted(ALGORITHM_VARIANTS))
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        default=None,
+        choices=ALGORITHM_VARIANTS["coma"],
+        help="default: all of the algorithm's",
+    )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--episodes", type=int, default=64, help="evaluation episodes")
     parser.add_argument("--plan-iterations", type=int, default=500)
@@ -274,15 +298,18 @@ def main() -> None:
         args.overrides += ["collector.iterations=2", "collector.num_envs=8", "eval.episodes=8"]
         args.episodes, args.plan_iterations = 8, 10
     args.out.mkdir(parents=True, exist_ok=True)
+    variants = args.variants or list(ALGORITHM_VARIANTS[args.algorithm])
+    prefix = "" if args.algorithm == "mappo" else f"{args.algorithm}_"
     jobs = [
         {
+            "algorithm": args.algorithm,
             "variant": v,
             "seed": s,
             "overrides": args.overrides,
-            "run_dir": str(args.out / "runs" / f"{v}_seed{s}"),
+            "run_dir": str(args.out / "runs" / f"{prefix}{v}_seed{s}"),
         }
         for s in args.seeds
-        for v in args.variants
+        for v in variants
     ]
     start = time.perf_counter()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -291,7 +318,7 @@ def main() -> None:
     train_s = time.perf_counter() - start
     results = evaluate_all(args, jobs)
     traces = results.pop("_traces")
-    table, rows = summarise(results, args.seeds)
+    table, rows = summarise(results, args.seeds, args.algorithm)
     plot_episode(traces, args.out / "episode_phasic.png")
     record = {
         "command": "python benchmarks/building_results.py " + _command_line(args),

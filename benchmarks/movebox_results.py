@@ -11,7 +11,8 @@ Usage (the committed results were produced with exactly this)::
 
     python benchmarks/movebox_results.py --out benchmarks/results/movebox --workers 2
 
-``--seeds-mappo 5 --seeds-coma 3`` are the defaults; ``--quick`` shrinks everything for a smoke
+``--seeds-mappo 5 --seeds-coma 5 --coma-budget 5`` are the defaults (COMA's budget: 5x the
+preset's iterations, its settings from ``Experiment.config_for("coma")``); ``--quick`` shrinks everything for a smoke
 test. A run counts as a *success* when its final deterministic evaluation (100 episodes) solves
 every episode (100%), as in the paper's Table I, which reports the share of training seeds that
 solve the task.
@@ -27,7 +28,11 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 VARIANTS = ("basic", "recurrent", "onehot", "phasic")
-COMA_VARIANTS = ("basic", "phasic")
+#: COMA's variants, as the paper runs them; ``phasic4`` is "Phasic COMA (4)": the PFNN with
+#: its own period 4 (``model.pfnn_period=4``) instead of the env's L
+COMA_VARIANTS = ("basic", "recurrent", "onehot", "phasic", "phasic4")
+#: variant labels that are a variant plus overrides
+LABELS = {"phasic4": ("phasic", ("model.pfnn_period=4",))}
 
 
 def run_one(job: dict) -> dict:
@@ -38,15 +43,21 @@ def run_one(job: dict) -> dict:
     from mtmarl.training import apply_overrides, get_experiment, train
 
     exp = get_experiment(f"movebox-{job['difficulty']}")
+    variant, extra = LABELS.get(job["variant"], (job["variant"], ()))
     overrides = [
-        f"variant={job['variant']}",
-        f"algorithm={job['algorithm']}",
+        f"variant={variant}",
         f"seed={job['seed']}",
         "run.progress=false",
+        *extra,
         *job["overrides"],
     ]
-    config = apply_overrides(exp.config, overrides)
-    run_dir = Path(job["out"]) / "runs" / config.run_name
+    # the preset's settings for the algorithm (e.g. COMA's lambda and learning rate)
+    config = apply_overrides(exp.config_for(job["algorithm"]), overrides)
+    if job.get("budget_factor", 1) != 1:
+        iterations = config.collector.iterations * job["budget_factor"]
+        config = apply_overrides(config, [f"collector.iterations={iterations}"])
+    name = config.run_name if variant == job["variant"] else f"{config.run_name}-{job['variant']}"
+    run_dir = Path(job["out"]) / "runs" / name
     start = time.perf_counter()
     result = train(config, run_dir=run_dir, resume=(run_dir / "checkpoints" / "last.pt").exists())
     wall = time.perf_counter() - start
@@ -134,7 +145,13 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
     parser.add_argument("--coma-variants", nargs="+", default=list(COMA_VARIANTS))
     parser.add_argument("--seeds-mappo", type=int, default=5, help="0 re-runs COMA only")
-    parser.add_argument("--seeds-coma", type=int, default=3)
+    parser.add_argument("--seeds-coma", type=int, default=5)
+    parser.add_argument(
+        "--coma-budget",
+        type=int,
+        default=5,
+        help="COMA's iterations as a multiple of the preset's (MAPPO's) budget",
+    )
     parser.add_argument(
         "--override", action="append", default=[], help="extra key=value for every run"
     )
@@ -169,6 +186,7 @@ def main() -> None:
                         "variant": variant,
                         "seed": seed,
                         "overrides": overrides,
+                        "budget_factor": args.coma_budget,
                         "out": str(out),
                     }
                 )

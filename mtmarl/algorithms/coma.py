@@ -19,6 +19,9 @@ has seen the batch:
 ``optim.epochs`` and ``optim.max_grad_norm`` are PPO's schedule; COMA's are the ``loss.*``
 options above, and a run that sets the former with ``algorithm=coma`` is refused.
 
+A recurrent variant has a recurrent actor (whole trajectories in every minibatch) and the
+feed-forward critic: the critic conditions on the full state.
+
 Advantages are not normalised: their natural shrinking as the policy sharpens is part of the
 estimator, and z-scoring them drives the entropy to collapse (``loss.normalize_advantage=true``
 is refused).
@@ -73,7 +76,7 @@ class COMAConfig(AlgorithmConfig):
 
     lmbda: float = 0.8
     target_update_interval: int = 200
-    critic_epochs: int = 1
+    critic_epochs: int = 4
     actor_epochs: int = 1
     actor_lr: float | None = None
     critic_lr: float | None = None
@@ -141,7 +144,6 @@ class COMA(Algorithm):
     config_class: ClassVar[type[AlgorithmConfig]] = COMAConfig
     critics: ClassVar[tuple[str, ...]] = ("coma",)
     action_kinds: ClassVar[tuple[str, ...]] = ("discrete",)
-    supports_recurrent: ClassVar[bool] = False
     accepts_critic: ClassVar[bool] = False
     metrics: ClassVar[tuple[str, ...]] = (
         "loss_critic",

@@ -623,11 +623,8 @@ def _build_coma(info: EnvInfo, variant: Variant, model: Any) -> TensorDictModule
     from mtmarl.modules.step_phase import PhaseFromStepCount
     from mtmarl.nn import PhaseMLP
 
-    if variant.recurrent:
-        raise ConfigError(
-            f"the coma critic conditions on the full state and has no recurrent network; "
-            f"got variant={variant.name}"
-        )
+    # the critic conditions on the full state (and the joint action), so a recurrent
+    # variant's COMA critic is the feed-forward one: only its actor carries a hidden state
     state_dim = info.dim("state")
     sizes = {
         "n_agents": info.n_agents,
@@ -674,7 +671,8 @@ CRITICS: dict[str, CriticBuilder] = Registry(
     ),
     coma=CriticBuilder(
         "coma",
-        "COMA: Q(state, other agents' actions, agent id) over the agent's own actions",
+        "COMA: Q(state, other agents' actions, agent id) over the agent's own actions "
+        "(feed-forward for a recurrent variant: the state is the full state)",
         reads=lambda info, variant, model: ["state", *variant.phase_keys(model)],
         build=_build_coma,
         action_kinds=("discrete",),

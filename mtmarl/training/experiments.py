@@ -432,10 +432,14 @@ register_experiment(
 )
 
 
-def _building_factory(*, num_envs: int, device: str, seed: int, horizon: int = 30) -> EnvBase:
+def _building_factory(
+    *, num_envs: int, device: str, seed: int, horizon: int = 30, action_levels: int | None = None
+) -> EnvBase:
     from mtmarl.envs import make_building_env
 
-    return make_building_env(num_envs=num_envs, device=device, seed=seed, horizon=horizon)
+    return make_building_env(
+        num_envs=num_envs, device=device, seed=seed, horizon=horizon, action_levels=action_levels
+    )
 
 
 register_experiment(
@@ -461,6 +465,14 @@ register_experiment(
         ),
         max_episode_steps=30,
         success_key=None,
+        env_kwargs_doc={
+            "horizon": "episode length, minutes (default 30)",
+            "action_levels": "K: discrete actions, K levels per agent (default null: continuous; "
+            "algorithm=coma sets 5)",
+        },
+        # COMA needs discrete actions: 5 levels of every normalised action (the bounds, the
+        # midpoint and the quarter points); its TD(lambda) 0.8
+        algorithm_overrides={"coma": ("env.action_levels=5", "loss.lmbda=0.8")},
     )
 )
 

@@ -1,11 +1,12 @@
 """TorchRL transforms for multi-timescale control (seed 004).
 
-Both transforms read the time step ``t`` from the ``"step_count"`` a
+The phase encoding and the action-frequency mask read the time step ``t`` from the ``"step_count"`` a
 :class:`~torchrl.envs.StepCounter` writes, so append them after one, e.g.
 ``Compose(StepCounter(), ActionFrequencyMask([1, 2]), PhaseEncoding(2))``.
 """
 
 from mtmarl.transforms.action_frequency import ActionFrequencyMask
+from mtmarl.transforms.discrete_levels import DiscreteActionLevels
 from mtmarl.transforms.period import multi_timescale_period
 from mtmarl.transforms.phase_encoding import PhaseEncoding
 
@@ -16,4 +17,6 @@ __all__ = [
     "PhaseEncoding",
     # agents acting every omega_n steps (hold / null, masks, executed actions)
     "ActionFrequencyMask",
+    # continuous actions as K levels each (discrete actions for COMA)
+    "DiscreteActionLevels",
 ]

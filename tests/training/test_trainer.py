@@ -288,9 +288,10 @@ def test_env_kwargs_are_checked_before_work(tmp_path):
     assert not any(tmp_path.iterdir())
 
 
-def test_coma_rejects_recurrent(tmp_path):
+def test_an_unsupported_variant_is_refused_before_work(tmp_path, monkeypatch):
+    monkeypatch.setattr(ALGORITHMS["coma"], "supports_recurrent", False)
     with pytest.raises(ConfigError, match="algorithm=coma does not support variant=recurrent"):
-        Trainer(bandit_config("recurrent", "coma"), env_fn=bandit_env_fn, run_dir=tmp_path)
+        bandit_config("recurrent", "coma")
 
 
 @pytest.mark.slow

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 import torch
 from tensordict import TensorDict, TensorDictBase
-from torchrl.data import Bounded, Composite, Unbounded
+from torchrl.data import Bounded, Categorical, Composite, Unbounded
 from torchrl.envs import Compose, StepCounter, TransformedEnv
 
 from mtmarl._checks import bounded_int
@@ -230,6 +230,12 @@ class BuildingEnv(BatchedTorchEnv):
             the step loop free of host syncs; a NaN or inf action then enters the zone
             temperatures, the storage and the reward. The key's presence, the shape and the
             dtype (float32) are always checked. Defaults to ``True``.
+        action_levels (int | None): ``K >= 2``: discrete actions for algorithms that need
+            them (COMA). The action becomes an index ``("agents", "action")`` ``(E, 7)`` int64,
+            ``Categorical(K)``, meaning the normalised action ``-1 + 2 k / (K - 1)`` (``K``
+            evenly spaced levels, both bounds included); with ``validate_actions`` an index
+            out of ``[0, K)`` is refused. ``None``: continuous ``(E, 7, 1)`` actions.
+            Defaults to ``None``.
 
     Examples:
         >>> env = BuildingEnv(num_envs=4, seed=0)
@@ -279,8 +285,11 @@ class BuildingEnv(BatchedTorchEnv):
         storage: EnergyStorage | None = None,
         action_periods: Sequence[int] = (5, 5, 5, 5, 5, 5, 1),
         validate_actions: bool = True,
+        action_levels: int | None = None,
     ) -> None:
         num_envs = _check_int(num_envs, "num_envs", low=1)
+        if action_levels is not None:
+            action_levels = _check_int(action_levels, "action_levels", low=2)
         horizon = _check_int(horizon, "horizon", low=1)
         if station not in TMY3_STATIONS:
             raise ValueError(f"{_WHO} expected station in {sorted(TMY3_STATIONS)}, got {station!r}")
@@ -348,6 +357,7 @@ class BuildingEnv(BatchedTorchEnv):
         self.storage = storage
         self.action_periods = periods
         self.validate_actions = validate_actions
+        self.action_levels = action_levels
         self.dt_hours = 1.0 / 60.0
 
         self.rom = FiveZoneROM(step_minutes=1.0).to(device)
@@ -477,11 +487,14 @@ class BuildingEnv(BatchedTorchEnv):
             shape=(E,),
             device=device,
         )
+        action = (
+            Bounded(low=-1.0, high=1.0, shape=(E, N, 1), dtype=torch.float32, device=device)
+            if self.action_levels is None
+            else Categorical(self.action_levels, shape=(E, N), dtype=torch.int64, device=device)
+        )
         self.action_spec = Composite(
             agents=Composite(
-                action=Bounded(
-                    low=-1.0, high=1.0, shape=(E, N, 1), dtype=torch.float32, device=device
-                ),
+                action=action,
                 shape=(E, N),
                 device=device,
             ),
@@ -638,6 +651,8 @@ class BuildingEnv(BatchedTorchEnv):
         nothing): present, shape ``(E, 7, 1)``, dtype float32 and (``validate_actions``)
         finite."""
         action = action_entry(tensordict, _ACTION_KEY, who=_WHO)
+        if self.action_levels is not None:
+            return self._level_action(action)
         check_action_layout(
             action,
             _ACTION_KEY,
@@ -653,6 +668,25 @@ class BuildingEnv(BatchedTorchEnv):
                 f"values outside are clipped), got {non_finite_summary(action)}"
             )
         return action
+
+    def _level_action(self, index: torch.Tensor) -> torch.Tensor:
+        """``action_levels``: the index ``(E, 7)`` checked, as normalised actions ``(E, 7, 1)``."""
+        k = self.action_levels
+        check_action_layout(
+            index,
+            _ACTION_KEY,
+            shape=(*self.batch_size, self.N_AGENTS),
+            dtype=torch.int64,
+            who=_WHO,
+            dims="num_envs, n_agents",
+            meaning=f"indices of {k} action levels",
+        )
+        if self.validate_actions and bool(((index < 0) | (index >= k)).any()):  # one host sync
+            bad = sorted(set(index[(index < 0) | (index >= k)].tolist()))
+            raise ValueError(
+                f"{_WHO} expected {_ACTION_KEY!r} to hold level indices in [0, {k}), got {bad}"
+            )
+        return (-1.0 + 2.0 * index.to(torch.float32) / (k - 1)).unsqueeze(-1)
 
     def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
         action = self._check_action(tensordict)
@@ -721,6 +755,7 @@ def make_building_env(
     seed: int | None = None,
     horizon: int = 30,
     validate_actions: bool = True,
+    action_levels: int | None = None,
 ) -> TransformedEnv:
     """The usual building stack: env, step counter, action-frequency mask (hold), optional phase.
 
@@ -747,6 +782,12 @@ def make_building_env(
         horizon (int): episode length, minutes. Defaults to ``30``.
         validate_actions (bool): the :class:`BuildingEnv` option: refuse NaN and inf
             actions (one host synchronisation per step). Defaults to ``True``.
+        action_levels (int | None): ``K >= 2``: the env's discrete actions (``BuildingEnv``'s
+            option: ``K`` evenly spaced levels of every agent's normalised action), so that
+            the action-frequency mask holds the index, a held action is a forced choice with
+            its action mask at ``("agents", "action_mask")`` ``(E, 7, K)`` (after a reset the
+            held index is the middle level ``K // 2``); for algorithms that need discrete
+            actions (COMA). ``None``: continuous actions. Defaults to ``None``.
 
     Returns:
         TransformedEnv: the stack.
@@ -759,6 +800,9 @@ def make_building_env(
         >>> td = env.step(env.rand_action(td))["next"]
         >>> td["agents", "can_act"][0].tolist()  # t = 1: only the battery may act
         [False, False, False, False, False, False, True]
+        >>> discrete = make_building_env(action_levels=5, num_envs=2, seed=0)
+        >>> discrete.full_action_spec["agents", "action"].n, discrete.reset()["agents", "action_mask"].shape
+        (5, torch.Size([2, 7, 5]))
     """
     if phase_mode not in (None, "phase", "onehot", "sincos"):
         raise ValueError(
@@ -771,8 +815,11 @@ def make_building_env(
         seed=seed,
         horizon=horizon,
         validate_actions=validate_actions,
+        action_levels=action_levels,
     )
-    transforms = [StepCounter(), ActionFrequencyMask(env.action_periods, mode="hold")]
+    # with discrete levels, the index held after a reset is the middle level
+    hold = {} if action_levels is None else {"null_action": action_levels // 2}
+    transforms = [StepCounter(), ActionFrequencyMask(env.action_periods, mode="hold", **hold)]
     if phase_mode is not None:
         in_keys = None if phase_mode == "phase" else [("agents", "observation"), "state"]
         transforms.append(PhaseEncoding(env.period, mode=phase_mode, in_keys=in_keys))
