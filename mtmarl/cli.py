@@ -4,7 +4,7 @@
 
     mtmarl list [--import MODULE ...]
     mtmarl train EXPERIMENT [key=value ...] [--run-dir DIR] [--resume] [--import MODULE ...]
-    mtmarl evaluate RUN_DIR [--episodes N] [--import MODULE ...]
+    mtmarl evaluate RUN_DIR [--episodes N] [--out FILE] [--import MODULE ...]
 
 Overrides use dotted keys and YAML values, e.g. ``variant=onehot seed=3 optim.lr=1e-3
 model.num_cells=[128,128]``; a typo'd key or an out-of-range value fails before any work.
@@ -52,7 +52,7 @@ def _cmd_list(_args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_eval(result, run_dir: Path) -> None:
+def _print_eval(result, run_dir: Path, *, plot: Path | None = None) -> None:
     line = f"evaluation over {result.episodes} episodes: return {result.return_mean:.2f}"
     line += f" +- {result.return_ci:.2f}"
     if result.success_rate is not None:
@@ -60,18 +60,43 @@ def _print_eval(result, run_dir: Path) -> None:
         line += (
             f", success {100 * result.success_rate:.0f}% (95% CI {100 * lo:.0f}-{100 * hi:.0f}%)"
         )
-    print(line)
-    plot = run_dir / "learning_curve.png"
-    if plot.exists():
+    print(line, flush=True)
+    if plot is not None and plot.exists():
         print(f"learning curve: {plot}")
-    print(f"run directory: {run_dir}")
+    print(f"run directory: {run_dir}", flush=True)
+
+
+def _run_config(run_dir: Path):
+    """A run directory's own config: its ``config.yaml``, else the one its checkpoint holds."""
+    from mtmarl.training import CheckpointError, config_from_yaml, load_checkpoint
+
+    if not run_dir.is_dir():
+        raise CheckpointError(f"{run_dir} is not a run directory (no such folder)")
+    config_file = run_dir / "config.yaml"
+    if config_file.is_file():
+        try:
+            return config_from_yaml(config_file.read_text())
+        except UnicodeDecodeError as err:
+            raise CheckpointError(f"{config_file} is not a config file: {err}") from None
+    checkpoint = run_dir / "checkpoints" / "last.pt"
+    if not checkpoint.is_file():
+        raise CheckpointError(f"{run_dir} is not a run directory (no config.yaml, no checkpoint)")
+    state = load_checkpoint(checkpoint, required=("config",))
+    return config_from_yaml(state["config"])
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from mtmarl.training import Trainer, apply_overrides, config_from_yaml, get_experiment
+    from mtmarl.training import Trainer, apply_overrides, get_experiment
 
-    if args.resume and args.run_dir is not None and args.experiment is None:
-        config = config_from_yaml((Path(args.run_dir) / "config.yaml").read_text())
+    if args.resume:
+        # what was trained is what is resumed: the run's own config; overrides that change what
+        # was trained are refused by the trainer, naming them
+        config = _run_config(Path(args.run_dir))
+        if args.experiment is not None and args.experiment != config.experiment:
+            raise _UserError(
+                f"--resume: {args.run_dir} trained experiment {config.experiment!r}, not "
+                f"{args.experiment!r}"
+            )
     else:
         # a preset's own settings for another algorithm (algorithm=coma): the last one given
         algorithm = [o.split("=", 1)[1] for o in args.overrides if o.startswith("algorithm=")]
@@ -97,25 +122,43 @@ def _cmd_train(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 130
-    _print_eval(result.evaluation, result.run_dir)
+    _print_eval(result.evaluation, result.run_dir, plot=result.run_dir / "learning_curve.png")
     return 0
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from mtmarl.training import Trainer, config_from_yaml
+    from mtmarl.training import Trainer
+    from mtmarl.training.run_dir import atomic_write_text
 
     run_dir = Path(args.run_dir)
-    config_file = run_dir / "config.yaml"
-    if not config_file.is_file():
-        print(f"error: {run_dir} is not a run directory (no config.yaml)", file=sys.stderr)
-        return 2
-    config = config_from_yaml(config_file.read_text())
+    if not (run_dir / "config.yaml").is_file():
+        raise _UserError(f"{run_dir} is not a run directory (no config.yaml)")
+    config = _run_config(run_dir)
     trainer = Trainer(config, run_dir=run_dir, resume=True)
     result = trainer.evaluate(args.episodes)
-    out = run_dir / "eval.json"
-    out.write_text(json.dumps(result.as_dict(), indent=2))
-    _print_eval(result, run_dir)
+    _print_eval(result, run_dir)  # first: a read-only run directory still shows the result
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out = Path(args.out) if args.out else run_dir / f"eval-{result.episodes}-{stamp}.json"
+    try:
+        atomic_write_text(out, json.dumps(result.as_dict(), indent=2))
+    except OSError as err:
+        raise _UserError(f"could not write {out}: {err}") from None
+    print(f"written to {out}")
     return 0
+
+
+class _UserError(Exception):
+    """A user's mistake the command line reports in one line."""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
 
 
 _UNKNOWN_HINT = (
@@ -157,14 +200,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     p_eval = sub.add_parser("evaluate", parents=[imports], help="evaluate a run's last checkpoint")
     p_eval.add_argument("run_dir")
-    p_eval.add_argument("--episodes", type=int, default=None)
+    p_eval.add_argument(
+        "--episodes", type=_positive_int, default=None, help="default: the run's eval.episodes"
+    )
+    p_eval.add_argument(
+        "--out", default=None, help="where to write the result (default: RUN_DIR/eval-N-TIME.json)"
+    )
     p_eval.set_defaults(func=_cmd_evaluate)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``mtmarl`` console script; returns the exit code."""
-    from mtmarl.training import CheckpointError, ConfigError, import_experiments
+    from mtmarl.training import (
+        CheckpointError,
+        ConfigError,
+        NonFiniteError,
+        RunDirLockedError,
+        import_experiments,
+    )
 
     parser = build_parser()
     # overrides may come after options (`train X --run-dir D seed=1`): collect the leftovers
@@ -183,15 +237,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.experiment = None
         if args.experiment is None and not (args.resume and args.run_dir):
             parser.error("train needs an EXPERIMENT (or --resume --run-dir DIR)")
+        if args.resume and not args.run_dir:
+            parser.error("--resume needs --run-dir DIR (the run to continue)")
     try:
         for module in args.imports:
             import_experiments(module)
         return args.func(args)
-    except (ConfigError, CheckpointError, KeyError, ImportError) as err:
-        message = err.args[0] if isinstance(err, KeyError) else str(err)
-        if isinstance(err, KeyError) and message.startswith("unknown experiment"):
+    except (
+        ConfigError,
+        CheckpointError,
+        RunDirLockedError,
+        NonFiniteError,
+        _UserError,
+        KeyError,
+        ImportError,
+    ) as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+        if isinstance(err, KeyError) and str(message).startswith("unknown experiment"):
             message += f"\n  ({_UNKNOWN_HINT})"
-        print(f"error: {message}", file=sys.stderr)
+        print(f"mtmarl: error: {message}", file=sys.stderr)
         return 2
 
 

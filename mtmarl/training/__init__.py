@@ -39,7 +39,7 @@ from mtmarl.training.experiments import (
 )
 from mtmarl.training.plotting import plot_learning_curve
 from mtmarl.training.run_dir import RunDirLock, RunDirLockedError, atomic_write_text
-from mtmarl.training.trainer import Trainer, TrainResult, train
+from mtmarl.training.trainer import NonFiniteError, Trainer, TrainResult, train
 
 __all__ = [
     # configuration
@@ -66,6 +66,7 @@ __all__ = [
     "Trainer",
     "TrainResult",
     "train",
+    "NonFiniteError",
     "EnvMaker",
     "resolve_period",
     # callbacks of the training loop

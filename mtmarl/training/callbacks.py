@@ -31,6 +31,7 @@ __all__ = [
     "LogMetrics",
     "ShowProgress",
     "make_logger",
+    "truncate_csv_metrics",
 ]
 
 
@@ -107,8 +108,15 @@ class LogMetrics:
         train/return 2.0 80
     """
 
-    def __init__(self, logger: Any) -> None:
+    def __init__(self, logger: Any, *, csv_dir: Path | None = None) -> None:
         self.logger = logger
+        self.csv_dir = csv_dir
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        """A resumed run: drop the CSV rows logged after its checkpoint (a run killed between
+        checkpoints logged iterations that it trains again), so each iteration is there once."""
+        if self.csv_dir is not None and self.csv_dir.is_dir():
+            truncate_csv_metrics(self.csv_dir, after_step=trainer.frames)
 
     def on_iteration_end(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
         for key, value in metrics.items():
@@ -163,6 +171,40 @@ class ShowProgress:
         self.bar.close()
 
 
+def truncate_csv_metrics(folder: Path, *, after_step: int) -> int:
+    """Drop the rows ``step,value`` with ``step > after_step`` from every CSV under
+    ``folder`` (torchrl's ``CSVLogger`` layout), rewriting each file atomically; returns the
+    number of rows dropped.
+
+    Examples:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     f = Path(d) / "train" / "return.csv"
+        ...     f.parent.mkdir()
+        ...     _ = f.write_text("10,1.0\n20,2.0\n30,3.0\n")
+        ...     truncate_csv_metrics(Path(d), after_step=20), f.read_text()
+        (1, '10,1.0\n20,2.0\n')
+    """
+    from mtmarl.training.run_dir import atomic_write_text
+
+    dropped = 0
+    for path in sorted(folder.rglob("*.csv")):
+        lines = path.read_text().splitlines(keepends=True)
+        kept = [line for line in lines if _step_of(line) <= after_step]
+        if len(kept) != len(lines):
+            dropped += len(lines) - len(kept)
+            atomic_write_text(path, "".join(kept))
+    return dropped
+
+
+def _step_of(line: str) -> float:
+    try:
+        return float(line.split(",", 1)[0])
+    except ValueError:  # a header or a torn line: keep headers, drop nothing else by mistake
+        return float("-inf")
+
+
 def make_logger(kind: str, run_dir: Path):
     """The torchrl logger of ``run.logger`` (``"csv"`` or ``"tensorboard"``) in ``run_dir``."""
     if kind == "tensorboard":
@@ -215,7 +257,8 @@ def default_callbacks(trainer: Trainer, extra: list[Any]) -> list[Any]:
     :class:`ShowProgress` (``run.progress``) -- then ``extra``."""
     cfg = trainer.config
     callbacks: list[Any] = [KeepBest()] if cfg.eval.keep_best else []
-    callbacks.append(LogMetrics(make_logger(cfg.run.logger, trainer.run_dir)))
+    csv_dir = trainer.run_dir / "metrics" if cfg.run.logger == "csv" else None
+    callbacks.append(LogMetrics(make_logger(cfg.run.logger, trainer.run_dir), csv_dir=csv_dir))
     if cfg.run.progress:
         callbacks.append(
             ShowProgress(

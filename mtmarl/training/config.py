@@ -600,10 +600,15 @@ def config_from_yaml(text: str) -> TrainConfig:
         >>> config_from_yaml("experiment: movebox-hard\\nvariant: basic").variant
         'basic'
     """
+    import yaml
+
+    if not isinstance(text, str):
+        raise ConfigError(f"a config file holds text, got {type(text).__name__}")
     try:
         loaded = OmegaConf.create(text)
-    except (OmegaConfBaseException, ValueError) as err:
-        raise ConfigError(f"not a config file: {err}") from None
+    except (OmegaConfBaseException, ValueError, yaml.YAMLError) as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ConfigError(f"not a config file: {first}") from None
     if not isinstance(loaded, dict) and not OmegaConf.is_dict(loaded):
         raise ConfigError(f"a config file holds a mapping, got {type(loaded).__name__}")
     name = loaded.get("algorithm", TrainConfig.algorithm)

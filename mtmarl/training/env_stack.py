@@ -145,7 +145,20 @@ class EnvMaker:
                 stacklevel=2,
             )
             kwargs["phase_mode"] = variant.phase_mode
-        env = self.factory(num_envs=num_envs, device=cfg.device, seed=seed, **kwargs)
+        try:
+            env = self.factory(num_envs=num_envs, device=cfg.device, seed=seed, **kwargs)
+        except (ValueError, TypeError, KeyError) as err:  # the env refused an option
+            options = {k: v for k, v in kwargs.items() if k != "phase_mode"}
+            raise ConfigError(
+                f"{self.name}'s env refused its options (env.* {options}, num_envs={num_envs}): "
+                f"{err}"
+            ) from None
+        except (MemoryError, RuntimeError) as err:
+            if "memory" not in str(err).lower() and not isinstance(err, MemoryError):
+                raise
+            raise ConfigError(
+                f"{self.name}'s env of collector.num_envs={num_envs} does not fit in memory: {err}"
+            ) from None
         if not isinstance(env, EnvBase):
             raise ConfigError(
                 f"{self.name}'s env factory must return a torchrl EnvBase, got {type(env).__name__}"

@@ -13,6 +13,7 @@ whole episodes from their start and a resumed run needs no saved environment sta
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -53,7 +54,7 @@ from mtmarl.training.result import TrainResult
 from mtmarl.training.run_dir import RunDirLock, atomic_write_text
 from mtmarl.training.stop import StopRequest
 
-__all__ = ["TrainResult", "Trainer", "train"]
+__all__ = ["NonFiniteError", "TrainResult", "Trainer", "train"]
 
 
 class Trainer:
@@ -163,6 +164,7 @@ class Trainer:
             self.max_episode_steps = max_episode_steps or config.collector.steps_per_env
             factory, who = env_fn, "the env_fn"
         self.success_key = experiment.success_key if experiment else None
+        _check_run_options(config)
         self.experiment = experiment
         self.variant = get_variant(config.variant)
         check_action_prior(config, experiment, injected_actor=actor is not None)
@@ -213,8 +215,10 @@ class Trainer:
         self.iteration = 0
         self.frames = 0
         self.history: list[dict[str, Any]] = []
+        self.saved_iteration: int | None = None
         if resume_state is not None:
             self._load_state(resume_state)
+            self.saved_iteration = self.iteration
         self.collector = None
         self._iterator = None
 
@@ -287,15 +291,21 @@ class Trainer:
             raise CheckpointError(
                 f"checkpoint {self.checkpoint_path} does not match this run's modules: {err}"
             ) from None
-        self.iteration = int(state["iteration"])
-        self.frames = int(state["frames"])
-        self.history = list(state.get("history", []))
-        best = state.get("best") or {}
-        self.best_iteration, self.best_return = best.get("iteration"), best.get("return")
+        try:
+            self.iteration, self.frames = int(state["iteration"]), int(state["frames"])
+            self.history = list(state.get("history", []))
+            best = state.get("best") or {}
+            self.best_iteration, self.best_return = best.get("iteration"), best.get("return")
+        except (KeyError, TypeError, ValueError) as err:
+            raise CheckpointError(
+                f"checkpoint {self.checkpoint_path} holds no valid counters: {err}"
+            ) from None
 
     def save(self) -> Path:
         """Write ``run_dir/checkpoints/last.pt`` atomically."""
-        return save_checkpoint(self.checkpoint_path, self.state_dict())
+        path = save_checkpoint(self.checkpoint_path, self.state_dict())
+        self.saved_iteration = self.iteration
+        return path
 
     def keep_if_best(self, evaluation: EvalResult) -> bool:
         """Write the actor to ``best.pt`` if ``evaluation`` beats the best so far; returns
@@ -388,6 +398,7 @@ class Trainer:
         batch = self.collect()
         collect_time = time.perf_counter() - start
         metrics = {**self.episode_metrics(batch), **self.update(batch)}
+        _check_finite(self, metrics)
         elapsed = time.perf_counter() - start
         self.iteration += 1
         self.frames += batch.numel()
@@ -395,7 +406,10 @@ class Trainer:
         metrics.update({"time/fps": batch.numel() / elapsed})
         metrics.update({"time/collect_fps": batch.numel() / collect_time})
         self.last_evaluation = None
-        if self.iteration % cfg.eval.interval == 0 or self.iteration == cfg.collector.iterations:
+        last = self.iteration == cfg.collector.iterations
+        if self.iteration % cfg.eval.interval == 0 or last:
+            if last:  # the trained state is safe before an evaluation that could fail
+                self.save()
             self.last_evaluation = evaluation = self.evaluate()
             metrics["eval/return"] = evaluation.return_mean
             if evaluation.success_rate is not None:
@@ -462,6 +476,53 @@ class Trainer:
             )
             hooks.on_train_end(self, result)
         return result
+
+
+class NonFiniteError(RuntimeError):
+    """A loss or a parameter became non-finite during training; the run stopped before
+    saving it (its last checkpoint holds the last finite state).
+
+    Examples:
+        >>> issubclass(NonFiniteError, RuntimeError)
+        True
+    """
+
+
+def _check_finite(trainer: Trainer, metrics: dict[str, Any]) -> None:
+    bad = [k for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v)]
+    bad = [k for k in bad if k.startswith("train/loss") or k == "train/grad_norm"]
+    named = list(trainer.loss_module.named_parameters())
+    finite = torch.stack([p.detach().isfinite().all() for _, p in named]).cpu()  # one sync
+    params = [name for (name, _), ok in zip(named, finite.tolist()) if not ok]
+    if bad or params:
+        what = bad[0] if bad else f"parameter {params[0]}"
+        value = metrics[bad[0]] if bad else "non-finite"
+        saved = trainer.saved_iteration
+        where = f"iteration {saved}, at {trainer.checkpoint_path}" if saved is not None else "none"
+        raise NonFiniteError(
+            f"iteration {trainer.iteration + 1}: {what} is {value}; the run stopped without "
+            f"saving it (last checkpoint: {where}); lower optim.lr or check the env's rewards"
+        )
+
+
+def _check_run_options(config: TrainConfig) -> None:
+    """Choices that need this machine (a device, a logger's package), refused before work."""
+    try:
+        device = torch.device(config.device)
+    except (RuntimeError, TypeError) as err:
+        raise ConfigError(f"device={config.device!r} is not a torch device: {err}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            f"device={config.device!r}, but this torch build has no usable CUDA device "
+            f"(torch {torch.__version__}); use device=cpu"
+        )
+    if config.run.logger == "tensorboard":
+        try:
+            import tensorboard  # noqa: F401
+        except ImportError:
+            raise ConfigError(
+                "run.logger=tensorboard needs the tensorboard package (pip install tensorboard)"
+            ) from None
 
 
 def train(
