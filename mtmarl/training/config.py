@@ -555,6 +555,15 @@ def apply_overrides(config: TrainConfig, overrides: Sequence[str]) -> TrainConfi
     for item in overrides:
         if "=" not in item or item.startswith("="):
             raise ConfigError(f"override must look like key=value, got {item!r}")
+    import yaml
+
+    for item in overrides:  # each value must parse, named if it does not
+        try:
+            OmegaConf.from_dotlist([item])
+        except (OmegaConfBaseException, yaml.YAMLError, ValueError) as err:
+            key = item.split("=", 1)[0]
+            first = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise ConfigError(f"{key}: the value of {item!r} does not parse ({first})") from None
     try:
         dotlist = OmegaConf.from_dotlist(list(overrides))
     except OmegaConfBaseException as err:

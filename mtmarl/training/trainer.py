@@ -439,6 +439,8 @@ class Trainer:
         cfg = self.config
         extra = [*([callback] if callback else []), *callbacks]
         with RunDirLock(self.run_dir):
+            for stale in (*self.run_dir.glob("*.tmp"), *self.run_dir.glob("*/*.tmp")):
+                stale.unlink(missing_ok=True)  # a writer killed mid-write left its temp file
             atomic_write_text(self.run_dir / "config.yaml", config_to_yaml(cfg))
             hooks = CallbackList(default_callbacks(self, extra))
             interrupted = False
