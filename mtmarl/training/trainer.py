@@ -87,7 +87,8 @@ class Trainer:
             and success key. Defaults to ``get_experiment(config.experiment)`` unless
             ``env_fn`` is given.
         max_episode_steps (int, optional): evaluation horizon with ``env_fn``. Defaults to
-            ``config.collector.steps_per_env``.
+            what the env knows (a ``StepCounter``'s ``max_steps``, or the base env's
+            ``max_steps`` / ``horizon`` / ``HORIZON``), else ``config.collector.steps_per_env``.
         period (int, optional): the phase encoding's period ``L`` with ``env_fn`` (the
             ``onehot`` and ``phasic`` variants). Defaults to the experiment's, else the env's
             (:func:`~mtmarl.training.env_stack.resolve_period`).
@@ -161,7 +162,7 @@ class Trainer:
             self.max_episode_steps = experiment.max_episode_steps
             factory, who = experiment.env_factory, f"experiment {experiment.name!r}"
         else:
-            self.max_episode_steps = max_episode_steps or config.collector.steps_per_env
+            self.max_episode_steps = max_episode_steps  # None: inferred from the env below
             factory, who = env_fn, "the env_fn"
         self.success_key = experiment.success_key if experiment else None
         _check_run_options(config)
@@ -190,6 +191,8 @@ class Trainer:
         self.device = torch.device(config.device)
         self.env = self.make_env(config.collector.num_envs, seed=config.seed, training=True)
         self.info = EnvInfo.from_env(self.env, group=group)
+        if self.max_episode_steps is None:
+            self.max_episode_steps = _env_horizon(self.env) or config.collector.steps_per_env
         algorithm_cls.check_env(self.info, config)
         check_model_inputs(
             self.info,
@@ -478,6 +481,23 @@ class Trainer:
             )
             hooks.on_train_end(self, result)
         return result
+
+
+def _env_horizon(env: EnvBase) -> int | None:
+    """The episode length the env knows: a ``StepCounter``'s ``max_steps``, or the base env's
+    ``max_steps`` / ``horizon`` / ``HORIZON``."""
+    from torchrl.envs import StepCounter, TransformedEnv
+
+    if isinstance(env, TransformedEnv):
+        for transform in env.transform:
+            if isinstance(transform, StepCounter) and transform.max_steps is not None:
+                return int(transform.max_steps)
+        env = env.base_env
+    for name in ("max_steps", "horizon", "HORIZON"):
+        value = getattr(env, name, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
 
 
 class NonFiniteError(RuntimeError):

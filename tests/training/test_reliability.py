@@ -175,3 +175,73 @@ def test_a_damaged_config_yaml_is_one_line(text, tmp_path, capsys):
     capsys.readouterr()
     assert main(["evaluate", str(run_dir)]) == 2
     assert capsys.readouterr().err.startswith("mtmarl: error: ")
+
+
+def test_the_evaluation_horizon_of_an_env_fn_is_what_the_env_knows(tmp_path):
+    from bandit_env import BanditTeamEnv
+    from torchrl.envs import StepCounter, TransformedEnv
+
+    def long_episodes(*, num_envs, device, seed):  # 4-step episodes, told by a StepCounter
+        return TransformedEnv(
+            BanditTeamEnv(num_envs=num_envs, device=device, seed=seed), StepCounter(max_steps=9)
+        )
+
+    cfg = apply_overrides(
+        TrainConfig(experiment="bandit"),
+        [
+            "variant=basic",
+            "collector.num_envs=2",
+            "collector.steps_per_env=2",
+            "run.progress=false",
+        ],
+    )
+    assert Trainer(cfg, env_fn=long_episodes, run_dir=tmp_path).max_episode_steps == 9
+    assert Trainer(cfg, env_fn=bandit_env_fn, run_dir=tmp_path / "b").max_episode_steps == 2
+
+
+def test_the_last_iteration_is_saved_before_its_final_evaluation(tmp_path, monkeypatch):
+    trainer = bandit(tmp_path, "run.checkpoint_interval=100")
+
+    def failing(episodes=None):
+        raise RuntimeError("the evaluation env could not be built")
+
+    monkeypatch.setattr(trainer, "evaluate", failing)
+    with pytest.raises(RuntimeError, match="could not be built"):
+        trainer.train()
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["iteration"] == 4
+
+
+def test_a_crafted_checkpoint_with_bad_counters_is_refused(tmp_path):
+    from mtmarl.training import CheckpointError, save_checkpoint
+
+    bandit(tmp_path).train()
+    path = tmp_path / "checkpoints" / "last.pt"
+    state = load_checkpoint(path)
+    save_checkpoint(path, {**state, "iteration": "three"})
+    with pytest.raises(CheckpointError, match="no valid counters"):
+        bandit(tmp_path, resume=True)
+
+
+@pytest.mark.parametrize(
+    "override, match",
+    [
+        ("device=cuda", "no usable CUDA device"),
+        ("collector.num_envs=1e9", "collector.num_envs"),
+        ("run.logger=tensorboard", "tensorboard"),
+    ],
+)
+def test_machine_dependent_options_are_checked_before_work(override, match, tmp_path):
+    if override == "device=cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    try:
+        import tensorboard  # noqa: F401
+
+        if override.startswith("run.logger"):
+            pytest.skip("tensorboard is installed")
+    except ImportError:
+        pass
+    from mtmarl.training import ConfigError
+
+    with pytest.raises(ConfigError, match=match):
+        bandit(tmp_path / "run", override)
+    assert not (tmp_path / "run").exists()
