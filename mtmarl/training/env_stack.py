@@ -134,11 +134,11 @@ class EnvMaker:
             check_env_kwargs(self.factory, kwargs, self.name)
         if group != 1:
             kwargs["episode_group_size"] = group
-            check_takes_episode_groups(self.factory, kwargs, f"{self.name}'s env factory")
+            check_takes_episode_groups(self.factory, kwargs, f"the env factory of {self.name}")
         legacy = _takes_phase_mode(self.factory)
         if legacy:
             warnings.warn(
-                f"{self.name}'s env factory takes phase_mode: the trainer now appends the "
+                f"the env factory of {self.name} takes phase_mode: the trainer now appends the "
                 "phase encoding itself (from Experiment(period=...) or the env's period); "
                 "drop the argument, it will not be passed in the next release",
                 DeprecationWarning,
@@ -150,18 +150,18 @@ class EnvMaker:
         except (ValueError, TypeError, KeyError) as err:  # the env refused an option
             options = {k: v for k, v in kwargs.items() if k != "phase_mode"}
             raise ConfigError(
-                f"{self.name}'s env refused its options (env.* {options}, num_envs={num_envs}): "
+                f"the env of {self.name} refused its options (env.* {options}, num_envs={num_envs}): "
                 f"{err}"
             ) from None
         except (MemoryError, RuntimeError) as err:
             if "memory" not in str(err).lower() and not isinstance(err, MemoryError):
                 raise
             raise ConfigError(
-                f"{self.name}'s env of collector.num_envs={num_envs} does not fit in memory: {err}"
+                f"the env of {self.name} with collector.num_envs={num_envs} does not fit in memory: {err}"
             ) from None
         if not isinstance(env, EnvBase):
             raise ConfigError(
-                f"{self.name}'s env factory must return a torchrl EnvBase, got {type(env).__name__}"
+                f"the env factory of {self.name} must return a torchrl EnvBase, got {type(env).__name__}"
             )
         base = env.base_env if isinstance(env, TransformedEnv) else env
         if getattr(base, "episode_group_size", 1) != group:

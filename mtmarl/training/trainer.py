@@ -32,6 +32,7 @@ from mtmarl.modules.builders import (
     check_model_inputs,
     get_variant,
 )
+from mtmarl.training._deprecated import DeprecatedTrainerAttributes
 from mtmarl.training.callbacks import CallbackList, default_callbacks
 from mtmarl.training.checkpoint import (
     CheckpointError,
@@ -57,7 +58,7 @@ from mtmarl.training.stop import StopRequest
 __all__ = ["NonFiniteError", "TrainResult", "Trainer", "train"]
 
 
-class Trainer:
+class Trainer(DeprecatedTrainerAttributes):
     """Assemble and run one training run from a :class:`TrainConfig`.
 
     Built in order, each step refusing a bad choice before any work: the algorithm class

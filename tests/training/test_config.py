@@ -125,3 +125,21 @@ def test_non_finite_numbers_are_refused_naming_the_key(override):
     key = override.split("=")[0]
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         apply_overrides(TrainConfig(), [override])
+
+
+def test_moved_trainer_attributes_warn_and_answer(tmp_path):
+    from mtmarl.training import Trainer
+
+    cfg = apply_overrides(
+        TrainConfig(experiment="movebox-easy"),
+        ["variant=basic", "collector.num_envs=2", "run.progress=false"],
+    )
+    trainer = Trainer(cfg, run_dir=tmp_path)
+    with pytest.warns(
+        DeprecationWarning, match=r"Trainer.n_agents moved: use trainer.info.n_agents"
+    ):
+        assert trainer.n_agents == 2
+    with pytest.warns(DeprecationWarning, match="Trainer.hybrid moved"):
+        assert trainer.hybrid is False
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        trainer.nope  # noqa: B018

@@ -489,6 +489,6 @@ def test_episode_groups_need_an_env_that_takes_them(tmp_path):
     )
     with pytest.raises(
         ConfigError,
-        match="needs an env that takes episode_group_size; the env_fn's env factory does not",
+        match="needs an env that takes episode_group_size; the env factory of the env_fn does not",
     ):
         Trainer(cfg, env_fn=bandit_env_fn, max_episode_steps=HORIZON, run_dir=tmp_path / "b")
