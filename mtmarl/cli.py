@@ -167,9 +167,70 @@ _UNKNOWN_HINT = (
 )
 
 
+# --help is read in a terminal: plain text here (the module docstring is reStructuredText for the
+# API docs), laid out as written (RawDescriptionHelpFormatter)
+_DESCRIPTION = """\
+Train and evaluate multi-timescale multi-agent RL agents on the experiment presets
+(Move Box, building energy management, community energy trading).
+
+Overrides use dotted keys and YAML values, e.g. variant=onehot seed=3 optim.lr=1e-3
+model.num_cells=[128,128]; a misspelled key or an out-of-range value fails before any work.
+Run `mtmarl COMMAND --help` for a command's options."""
+
+_EPILOG = """\
+examples:
+  mtmarl list
+  mtmarl train movebox-easy seed=1
+  mtmarl train movebox-easy algorithm=coma --run-dir runs/coma
+  mtmarl train --resume --run-dir runs/coma
+  mtmarl evaluate runs/coma --episodes 200"""
+
+_LIST_DESCRIPTION = """\
+List the experiment presets (with their env.* settings), the algorithms, the policy
+variants, the critics and the encoders that the overrides of `mtmarl train` can name."""
+
+_TRAIN_DESCRIPTION = """\
+Train on an experiment preset, then evaluate the final policy. The run directory gets the
+resolved config.yaml, CSV metrics, checkpoints and eval.json. Ctrl-C saves a checkpoint
+and stops; --resume continues from it."""
+
+_EVALUATE_DESCRIPTION = """\
+Evaluate a run's last checkpoint (deterministic policy) and write the result as JSON: the
+mean return with its 95% confidence interval, and the success rate where the experiment
+has one."""
+
+_IMPORT_EPILOG = """\
+Presets of your own: --import MODULE imports a module (or a .py file) that calls
+mtmarl.training.register_experiment before the command looks the experiment up; an
+installed package can declare its presets under the entry-point group
+'mtmarl.experiments' instead."""
+
+_TRAIN_EPILOG = """\
+examples:
+  mtmarl train movebox-easy                        phasic MAPPO on Move Box (easy)
+  mtmarl train movebox-easy seed=1 variant=onehot  with overrides
+  mtmarl train movebox-easy algorithm=coma --run-dir runs/coma
+  mtmarl train --resume --run-dir runs/coma        continue an interrupted run
+
+"""
+
+_EVALUATE_EPILOG = """\
+examples:
+  mtmarl evaluate runs/coma                  the run's own eval.episodes
+  mtmarl evaluate runs/coma --episodes 200   writes runs/coma/eval-200-TIME.json
+
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mtmarl", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    raw = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="mtmarl",
+        description=_DESCRIPTION,
+        epilog=_EPILOG,
+        formatter_class=raw,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # every command takes --import, after its own arguments as its other options
     imports = argparse.ArgumentParser(add_help=False)
     imports.add_argument(
@@ -182,29 +243,68 @@ def build_parser() -> argparse.ArgumentParser:
         "repeatable",
     )
 
-    p_list = sub.add_parser("list", parents=[imports], help="experiments, algorithms and variants")
+    p_list = sub.add_parser(
+        "list",
+        parents=[imports],
+        help="list the experiments, algorithms, variants, critics and encoders",
+        description=_LIST_DESCRIPTION,
+        epilog=_IMPORT_EPILOG,
+        formatter_class=raw,
+    )
     p_list.set_defaults(func=_cmd_list)
 
-    p_train = sub.add_parser("train", parents=[imports], help="train on an experiment preset")
-    p_train.add_argument("experiment", nargs="?", help="preset name (see `mtmarl list`)")
-    p_train.add_argument("overrides", nargs="*", help="key=value overrides")
+    p_train = sub.add_parser(
+        "train",
+        parents=[imports],
+        help="train on an experiment preset",
+        description=_TRAIN_DESCRIPTION,
+        epilog=_TRAIN_EPILOG + _IMPORT_EPILOG,
+        formatter_class=raw,
+    )
+    p_train.add_argument(
+        "experiment", nargs="?", metavar="EXPERIMENT", help="preset name (see `mtmarl list`)"
+    )
+    p_train.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="config overrides, dotted keys and YAML values (seed=3, optim.lr=1e-3, "
+        "algorithm=coma)",
+    )
     p_train.add_argument(
         "--run-dir",
         default=None,
+        metavar="DIR",
         help="run directory (default: run.out_dir/EXPERIMENT-VARIANT-ALGORITHM-seedN-TIMESTAMP)",
     )
     p_train.add_argument(
-        "--resume", action="store_true", help="continue from the run directory's checkpoint"
+        "--resume",
+        action="store_true",
+        help="continue from the checkpoint in --run-dir, with the run's own config",
     )
     p_train.set_defaults(func=_cmd_train)
 
-    p_eval = sub.add_parser("evaluate", parents=[imports], help="evaluate a run's last checkpoint")
-    p_eval.add_argument("run_dir")
+    p_eval = sub.add_parser(
+        "evaluate",
+        parents=[imports],
+        help="evaluate a run's last checkpoint",
+        description=_EVALUATE_DESCRIPTION,
+        epilog=_EVALUATE_EPILOG + _IMPORT_EPILOG,
+        formatter_class=raw,
+    )
+    p_eval.add_argument("run_dir", metavar="RUN_DIR", help="a run directory made by mtmarl train")
     p_eval.add_argument(
-        "--episodes", type=_positive_int, default=None, help="default: the run's eval.episodes"
+        "--episodes",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="number of episodes (default: the run's eval.episodes)",
     )
     p_eval.add_argument(
-        "--out", default=None, help="where to write the result (default: RUN_DIR/eval-N-TIME.json)"
+        "--out",
+        default=None,
+        metavar="FILE",
+        help="where to write the result (default: RUN_DIR/eval-N-TIME.json)",
     )
     p_eval.set_defaults(func=_cmd_evaluate)
     return parser
