@@ -80,7 +80,8 @@ def docs(session: nox.Session) -> None:
     session.run("sphinx-build", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html")
 
 
-# run from a temporary folder with ``python -I``: imports come from the installed wheel only
+# run from a temporary folder with ``python -I`` (no PYTHONPATH, no script folder on sys.path):
+# mtmarl comes from the installed wheel only
 _WHEEL_SMOKE = """
 import sys
 from pathlib import Path
@@ -140,7 +141,9 @@ def wheel(session: nox.Session) -> None:
     session.install("build", "twine", *build_requires)
     with tempfile.TemporaryDirectory(prefix="mtmarl-wheel-") as tmp:
         dist = Path(tmp) / "dist"
-        session.run("python", "-m", "build", "--no-isolation", "--outdir", str(dist), ".")
+        session.run(
+            "python", "-m", "build", "--quiet", "--no-isolation", "--outdir", str(dist), "."
+        )
         sdists, wheels = sorted(dist.glob("*.tar.gz")), sorted(dist.glob("*.whl"))
         if len(sdists) != 1 or len(wheels) != 1:
             session.error(
@@ -151,7 +154,9 @@ def wheel(session: nox.Session) -> None:
         # this very build, even where the reused venv holds an mtmarl of the same version
         session.run("python", "-m", "pip", "uninstall", "--yes", "--quiet", "mtmarl")
         session.install(str(wheels[0]))  # with its dependencies
+        smoke = Path(tmp) / "smoke_wheel.py"
+        smoke.write_text(_WHEEL_SMOKE)
         with session.chdir(tmp):
             session.run("mtmarl", "list", env={"PYTHONPATH": None})
             session.run("mtmarl", "--help", env={"PYTHONPATH": None}, silent=True)
-            session.run("python", "-I", "-c", _WHEEL_SMOKE)
+            session.run("python", "-I", smoke.name)

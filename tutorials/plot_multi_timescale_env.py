@@ -141,6 +141,10 @@ executed = rollout["next", "agents", "prev_action"][0]
 can_act = rollout["agents", "can_act"][0]
 overruled = (policy_action != executed) & ~can_act
 print(f"the policy was overruled on {int(overruled.sum())} of {int((~can_act).sum())} forced steps")
+# the executed action stays at the last decision on every forced step
+assert bool(overruled.any()) and bool(
+    (executed[1:][~can_act[1:]] == executed[:-1][~can_act[1:]]).all()
+)
 print("phase over time:", [round(u, 3) for u in rollout["phase"][0].squeeze(-1).tolist()])
 
 # %%
@@ -181,6 +185,9 @@ all_can_act = rollout["agents", "can_act"]
 print("forced steps: max |log-prob| =", log_prob[~all_can_act].abs().max().item())
 print("forced steps: max entropy    =", dist.entropy()[~all_can_act].abs().max().item())
 print("decision steps: mean entropy =", round(dist.entropy()[all_can_act].mean().item(), 3))
+# exactly zero, as the text says
+assert log_prob[~all_can_act].abs().max().item() == 0.0
+assert dist.entropy()[~all_can_act].abs().max().item() == 0.0
 
 # %%
 # Random rollouts respect the mask
@@ -191,6 +198,7 @@ print("decision steps: mean entropy =", round(dist.entropy()[all_can_act].mean()
 rollout = env.rollout(N_STEPS)
 agree = torch.equal(rollout["agents", "action"], rollout["next", "agents", "prev_action"])
 print("random actions always executable:", agree)
+assert agree
 
 # %%
 # The same two transforms work on any torchrl multi-agent environment -- discrete, continuous or

@@ -130,6 +130,23 @@ def train_on_pettingzoo(run_dir=None):
     )
 
 
+def export_to_pettingzoo(steps=5):
+    """An mtmarl env for a PettingZoo library: numpy in, numpy out, one space per agent."""
+    from mtmarl.envs import make_movebox_env
+    from mtmarl.interop import to_pettingzoo
+
+    env = to_pettingzoo(make_movebox_env("easy", num_envs=1))  # one env: num_envs=1
+    observations, infos = env.reset(seed=0)
+    for _ in range(steps):
+        # {"observation": Box, "action_mask": MultiBinary} per agent: PettingZoo's convention
+        actions = {
+            agent: env.action_space(agent).sample(mask=observations[agent]["action_mask"])
+            for agent in env.agents
+        }
+        observations, rewards, terminations, truncations, infos = env.step(actions)
+    return env, rewards
+
+
 def _check_finished(result):
     assert result.iterations == 1
     assert not result.interrupted
@@ -145,3 +162,10 @@ def test_vmas_example_trains(tmp_path):
 def test_pettingzoo_example_trains(tmp_path):
     pytest.importorskip("pettingzoo")
     _check_finished(train_on_pettingzoo(run_dir=tmp_path))
+
+
+def test_export_example_steps():
+    pytest.importorskip("pettingzoo")
+    env, rewards = export_to_pettingzoo()
+    assert env.possible_agents == ["agent_0", "agent_1"]
+    assert set(rewards) == {"agent_0", "agent_1"}

@@ -121,7 +121,7 @@ def community_episode_kpis(rollout: TensorDictBase) -> dict[str, torch.Tensor]:
     Examples:
         >>> from mtmarl.envs.community import RuleBasedSelfConsumptionPolicy
         >>> env = CommunityEnergyEnv(n_prosumers=3, num_envs=2, seed=0)
-        >>> env.set_seed(1)
+        >>> _ = env.set_seed(1)
         >>> rollout = env.rollout(env.HORIZON, RuleBasedSelfConsumptionPolicy(env))
         >>> k = community_episode_kpis(rollout)
         >>> k["cost"].shape, bool((k["peak_kw"] >= 0).all())
