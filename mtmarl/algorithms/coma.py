@@ -108,6 +108,19 @@ class COMAConfig(AlgorithmConfig):
             )
 
 
+#: what the actor step logs, from COMALoss's output on the whole batch
+_ACTOR_STEP_LOGGED = (
+    "loss_objective",
+    "loss_entropy",
+    "entropy",
+    "advantage",
+    "action_value",
+    "value_target",
+    "critic_td_error",
+    "explained_variance",
+)
+
+
 class COMA(Algorithm):
     """COMA with its own schedule: critic minibatch passes, then one on-policy actor step.
 
@@ -147,14 +160,7 @@ class COMA(Algorithm):
     accepts_critic: ClassVar[bool] = False
     metrics: ClassVar[tuple[str, ...]] = (
         "loss_critic",
-        "loss_objective",
-        "loss_entropy",
-        "entropy",
-        "advantage",
-        "action_value",
-        "value_target",
-        "critic_td_error",
-        "explained_variance",
+        *_ACTOR_STEP_LOGGED,
         "grad_norm_actor",
         "grad_norm_critic",
         "critic_steps",
@@ -253,20 +259,7 @@ class COMA(Algorithm):
             norm = clipped_step(
                 self.actor_optimizer, actor_loss, self.actor_params, loss_cfg.actor_max_grad_norm
             )
-            logged = {
-                k: losses[k]
-                for k in (
-                    "loss_objective",
-                    "loss_entropy",
-                    "entropy",
-                    "advantage",
-                    "action_value",
-                    "value_target",
-                    "critic_td_error",
-                    "explained_variance",
-                )
-                if k in losses.keys()
-            }
+            logged = {k: losses[k] for k in _ACTOR_STEP_LOGGED if k in losses.keys()}
             sums.add({**logged, "grad_norm_actor": norm})
         metrics = sums.means()
         metrics["train/critic_steps"] = float(self.critic_steps)

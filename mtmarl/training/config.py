@@ -117,22 +117,15 @@ class CollectorConfig:
     episode_group_size: int = 1
 
     def __post_init__(self) -> None:
-        _positive(
-            "collector",
-            num_envs=self.num_envs,
-            steps_per_env=self.steps_per_env,
-            iterations=self.iterations,
-            workers=self.workers,
-            episode_group_size=self.episode_group_size,
-        )
-        _integers(
-            "collector",
-            num_envs=self.num_envs,
-            steps_per_env=self.steps_per_env,
-            iterations=self.iterations,
-            workers=self.workers,
-            episode_group_size=self.episode_group_size,
-        )
+        counts = {
+            "num_envs": self.num_envs,
+            "steps_per_env": self.steps_per_env,
+            "iterations": self.iterations,
+            "workers": self.workers,
+            "episode_group_size": self.episode_group_size,
+        }
+        _positive("collector", **counts)
+        _integers("collector", **counts)
         _choice("collector", "backend", self.backend, ("local", "ray"))
         if self.num_envs % self.workers:
             raise ConfigError(
