@@ -100,6 +100,10 @@ print("wheel ok:", where.parent)
 """
 
 
+# for the console script: an empty PYTHONPATH counts as unset (python -I ignores it anyway)
+_NO_PYTHONPATH = {"PYTHONPATH": ""}
+
+
 def _check_wheel_contents(session: nox.Session, wheel: Path) -> None:
     """Every package of ``mtmarl/`` and every non-.py file under it must be in the wheel."""
     with zipfile.ZipFile(wheel) as archive:
@@ -157,6 +161,6 @@ def wheel(session: nox.Session) -> None:
         smoke = Path(tmp) / "smoke_wheel.py"
         smoke.write_text(_WHEEL_SMOKE)
         with session.chdir(tmp):
-            session.run("mtmarl", "list", env={"PYTHONPATH": None})
-            session.run("mtmarl", "--help", env={"PYTHONPATH": None}, silent=True)
+            session.run("mtmarl", "list", env=_NO_PYTHONPATH)
+            session.run("mtmarl", "--help", env=_NO_PYTHONPATH, silent=True)
             session.run("python", "-I", smoke.name)
