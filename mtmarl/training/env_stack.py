@@ -34,7 +34,7 @@ from mtmarl.training.experiments import check_takes_episode_groups
 if TYPE_CHECKING:
     pass
 
-__all__ = ["EnvMaker", "resolve_period"]
+__all__ = ["EnvMaker", "resolve_period", "transforms_of"]
 
 
 def _takes_phase_mode(factory: Callable) -> bool:
@@ -42,6 +42,21 @@ def _takes_phase_mode(factory: Callable) -> bool:
         return "phase_mode" in inspect.signature(factory).parameters
     except (TypeError, ValueError):
         return False
+
+
+def transforms_of(env: TransformedEnv) -> list:
+    """The transforms of a ``TransformedEnv``, whether it holds a ``Compose`` or one transform.
+
+    Examples:
+        >>> from torchrl.envs import StepCounter
+        >>> from mtmarl.envs import MoveBoxEnv
+        >>> [type(t).__name__ for t in transforms_of(TransformedEnv(MoveBoxEnv.easy(), StepCounter()))]
+        ['StepCounter']
+    """
+    from torchrl.envs import Compose
+
+    transform = env.transform
+    return list(transform) if isinstance(transform, Compose) else [transform]
 
 
 def resolve_period(env: EnvBase, period: int | None = None) -> int | None:
@@ -68,7 +83,7 @@ def resolve_period(env: EnvBase, period: int | None = None) -> int | None:
     if isinstance(found, int) and not isinstance(found, bool):
         return found
     if isinstance(env, TransformedEnv):
-        for transform in env.transform:
+        for transform in transforms_of(env):
             if isinstance(transform, ActionFrequencyMask):
                 return math.lcm(*(int(w) for w in transform.action_frequencies.tolist()))
     return None
@@ -164,10 +179,11 @@ class EnvMaker:
                 f"the env factory of {self.name} must return a torchrl EnvBase, got {type(env).__name__}"
             )
         base = env.base_env if isinstance(env, TransformedEnv) else env
-        if getattr(base, "episode_group_size", 1) != group:
+        # (read from the instance: a not yet started torchrl batched env recurses on getattr)
+        if group != 1 and vars(base).get("episode_group_size", 1) != group:
             raise ConfigError(
                 f"collector.episode_group_size={group}: the env was built with "
-                f"episode_group_size={getattr(base, 'episode_group_size', None)!r}"
+                f"episode_group_size={vars(base).get('episode_group_size')!r}"
             )
         if not isinstance(env, TransformedEnv):
             env = TransformedEnv(env)
@@ -186,6 +202,13 @@ class EnvMaker:
                 in_keys = [(self.group, "observation")]
                 in_keys += ["state"] if "state" in env.observation_spec.keys() else []
             env.append_transform(PhaseEncoding(period, mode=variant.phase_mode, in_keys=in_keys))
+        if "reward" not in env.reward_keys:
+            raise ConfigError(
+                f"the trainer needs the team reward at the root key 'reward' (*B, 1); the env "
+                f"of {self.name} writes its rewards at {list(env.reward_keys)} (add it, e.g. a "
+                "torchrl UnaryTransform averaging the agents' rewards: docs, 'Train on a "
+                "PettingZoo or VMAS environment')"
+            )
         env.append_transform(RewardSum(in_keys=["reward"], out_keys=["episode_reward"]))
         if variant.recurrent:
             env.append_transform(InitTracker())

@@ -47,7 +47,7 @@ from mtmarl.training.config import (
     TrainConfig,
     config_to_yaml,
 )
-from mtmarl.training.env_stack import EnvMaker
+from mtmarl.training.env_stack import EnvMaker, transforms_of
 from mtmarl.training.evaluation import EvalResult, evaluate_policy
 from mtmarl.training.experiments import Experiment, check_action_prior, get_experiment
 from mtmarl.training.plotting import plot_learning_curve
@@ -490,7 +490,7 @@ def _env_horizon(env: EnvBase) -> int | None:
     from torchrl.envs import StepCounter, TransformedEnv
 
     if isinstance(env, TransformedEnv):
-        for transform in env.transform:
+        for transform in transforms_of(env):
             if isinstance(transform, StepCounter) and transform.max_steps is not None:
                 return int(transform.max_steps)
         env = env.base_env

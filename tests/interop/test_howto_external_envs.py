@@ -1,4 +1,5 @@
-"""The worked examples of ``docs/howto_external_envs.rst``, trained for one tiny iteration.
+"""The worked examples of ``docs/howto_external_envs.rst``, trained for one tiny iteration,
+and the errors its "Errors" section quotes.
 
 The page shows this file's functions (``literalinclude`` with ``:pyobject:`` and the
 ``# [name]`` markers), so what it shows is what these tests run. Each test skips without its
@@ -169,3 +170,60 @@ def test_export_example_steps():
     env, rewards = export_to_pettingzoo()
     assert env.possible_agents == ["agent_0", "agent_1"]
     assert set(rewards) == {"agent_0", "agent_1"}
+
+
+# the page's "Errors" section: what a run on an env without the keys reports
+
+
+def _raw_vmas_env(*, num_envs, device, seed):
+    return VmasEnv("balance", num_envs=num_envs, device=device, seed=seed, n_agents=3)
+
+
+def _vmas_env_without_state(*, num_envs, device, seed):
+    env = _raw_vmas_env(num_envs=num_envs, device=device, seed=seed)
+    return TransformedEnv(
+        env, UnaryTransform(in_keys=[("agents", "reward")], out_keys=["reward"], fn=team_reward)
+    )
+
+
+def _movebox_env(*, num_envs, device, seed):
+    from mtmarl.envs import make_movebox_env
+
+    return make_movebox_env("easy", num_envs=num_envs, device=device, seed=seed)
+
+
+def _build(tmp_path, env_fn, *overrides, **kwargs):
+    from mtmarl.training import Trainer
+
+    config = apply_overrides(
+        TrainConfig(experiment="my-env"),
+        ["variant=basic", "collector.num_envs=2", "run.progress=false", *overrides],
+    )
+    return Trainer(config, env_fn=env_fn, max_episode_steps=20, run_dir=tmp_path, **kwargs)
+
+
+def test_errors_for_missing_keys(tmp_path):
+    pytest.importorskip("vmas")
+    from mtmarl.errors import ConfigError
+
+    # no root "reward": named before anything else is built
+    with pytest.raises(ConfigError, match="needs the team reward at the root key 'reward'"):
+        _build(tmp_path, _raw_vmas_env)
+    with pytest.raises(ConfigError, match=r"model.critic=mlp reads \['state'\], which the env"):
+        _build(tmp_path, _vmas_env_without_state)
+    _build(tmp_path, _vmas_env_without_state, "model.critic=local")  # IPPO needs no state
+    with pytest.raises(ConfigError, match="variant=phasic encodes the phase t mod L, and the"):
+        _build(tmp_path, make_vmas_env, "variant=phasic")
+    _build(tmp_path, make_vmas_env, "variant=phasic", period=5)
+    with pytest.raises(ConfigError, match="loss.agent_rewards needs an env that writes each"):
+        _build(tmp_path, _movebox_env, "loss.agent_rewards=true")  # a team reward only
+    _build(tmp_path, make_vmas_env, "loss.agent_rewards=true")  # keeps ("agents", "reward")
+
+
+def test_error_for_the_wrong_group(tmp_path):
+    pytest.importorskip("pettingzoo")
+    from mtmarl.errors import ConfigError
+
+    match = r"no per-agent action at \('agents', 'action'\); its action keys are \[\('agent'"
+    with pytest.raises(ConfigError, match=match):
+        _build(tmp_path, make_torchrl_pettingzoo_env)
