@@ -226,7 +226,8 @@ def _params(trainer):
 
 
 @pytest.mark.parametrize(
-    "variant, algorithm", [("phasic", "mappo"), ("recurrent", "mappo"), ("basic", "coma")]
+    "variant, algorithm",
+    [(v, a) for a in sorted(ALGORITHMS) for v in ("phasic", "recurrent") if _supported(a, v)],
 )
 def test_interrupt_and_resume_equals_uninterrupted(variant, algorithm, tmp_path):
     cfg = bandit_config(variant, algorithm, "collector.iterations=4")
