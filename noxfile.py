@@ -48,7 +48,7 @@ def tests(session: nox.Session) -> None:
     session.notify("wheel", posargs=[])
     # distributed (Ray) and vmas: their integration tests skip without them, CI runs them
     _install(session, "dev,docs,distributed,vmas")
-    session.run("ruff", "check", "mtmarl", "tests", "tutorials", "benchmarks", "docs")
+    session.run("ruff", "check", "mtmarl", "tests", "tutorials", "benchmarks", "studies", "docs")
     session.run("pytest", "-m", "not slow", *session.posargs)
     session.run("pytest", "--doctest-modules", "mtmarl", "-p", "no:cacheprovider", "-q")
     session.run(

@@ -6,7 +6,7 @@ One command::
 
 For every N in ``--sizes`` (default 10 50 100 200) and both critics, a fresh Python
 process builds the ``community`` preset's trainer (LSTM encoder actor, ``model.hidden_size=32``
-as in ``community_results.py``) with ``model.critic=transformer`` or ``model.critic=mlp``,
+as in ``studies/community/results.py``) with ``model.critic=transformer`` or ``model.critic=mlp``,
 the same ``--num-envs`` envs x 96 steps per iteration, and runs ``--iterations``
 iterations. Reported per point: wall-clock per training iteration (collection + GAE + PPO
 update; the median over the iterations after the first), the collection part, the peak

@@ -30,7 +30,7 @@ wired into torchrl's ``Collector``, ``MultiAgentGAE`` and ``ClipPPOLoss`` (as ``
 # ----------------
 # A tiny budget so that the documentation builds in well under a minute: 6 prosumers, 8 days per
 # iteration, 4 iterations. It shows the plumbing, not a trained policy -- see
-# ``benchmarks/community_results.py`` for the benchmark budgets.
+# ``studies/community/results.py`` for the benchmark budgets.
 
 import matplotlib.pyplot as plt
 import torch

@@ -510,19 +510,19 @@ def _community_factory(
 #: ``ev_spread`` of the ``rule_based_spread`` prior and the thermostat deadband of both
 #: community priors: the best mean return of a grid (deadband 0, 0.5, 0.75, 0.9 x ev_spread 0,
 #: 0.4, 0.5, 0.6, 0.75) at N = 10, 50 and 100 on a community no benchmark trains or evaluates
-#: on (env seed 30000; 64 / 32 / 16 days; benchmarks/community_prior_selection.py)
+#: on (env seed 30000; 64 / 32 / 16 days; studies/community/prior_selection.py)
 COMMUNITY_EV_SPREAD = 0.6
 COMMUNITY_THERMOSTAT_DEADBAND = 0.9
 #: the battery pacing of the ``rule_based_spread`` prior (``battery_spread``,
 #: ``battery_refill_hour`` of RuleBasedSelfConsumptionPolicy): the best mean return of a second
 #: grid at that deadband (ev_spread 0.5, 0.6, 0.75 x battery_spread 0, 0.5, 0.75, 1 x refill
-#: hour 4-8) on the same community and days (benchmarks/results/community/prior_selection.md)
+#: hour 4-8) on the same community and days (studies/community/results/prior_selection.md)
 COMMUNITY_BATTERY_SPREAD = 1.0
 COMMUNITY_BATTERY_REFILL_HOUR = 5.0
 #: the heat pumps' pre-heating of the ``rule_based_preheat`` prior (``preheat_target``,
 #: ``preheat_hours``): the best mean return of a third grid at the values above (target 0, 0.2,
 #: 0.3, 0.45, 0.6 x window from 11-14 h to 16 h) on the same community and days; the
-#: preset's prior (benchmarks/results/community/prior_selection.md, stage 3)
+#: preset's prior (studies/community/results/prior_selection.md, stage 3)
 COMMUNITY_PREHEAT_TARGET = 0.2
 COMMUNITY_PREHEAT_HOURS = (13.0, 16.0)
 
@@ -578,7 +578,7 @@ register_experiment(
             # MATPPO (seed 000): the actor reads an LSTM over the forecast window, the critic
             # attends over the prosumers; model.critic=mlp / local give MAPPO / IPPO. LSTM
             # hidden 32: half the update time of 64 on CPU; lr 1e-3 as in
-            # benchmarks/community_results.py
+            # studies/community/results.py
             # The actor starts at the rule-based controller (spread EV charging, paced
             # batteries, pre-heated homes: model.action_prior=rule_based_preheat; the best of
             # the priors on the selection community, prior_selection.md) and learns a residual
@@ -603,11 +603,11 @@ register_experiment(
             # lmbda 0.99: with 0.95, the advantage of deferring an EV barely sees the forced
             # fast charging 6-8 h later, and policies learned to defer every car to its
             # deadline (N = 50, MATPPO, final iterates: return -10.3 with 0.95, -6.5 with
-            # 0.99; benchmarks/results/community/ablation_gae_lambda.md)
+            # 0.99; studies/community/results/ablation_gae_lambda.md)
             # reference_kl_coeff 0.1: a KL anchor to the initial actor (the prior), which PPO's
             # clip alone does not give; the final iterates stayed near the prior instead of
             # drifting below it (N = 50, selection community: -5.77 against -6.04; best actors
-            # level; benchmarks/results/community/ablation_reference_kl.md). Without a prior
+            # level; studies/community/results/ablation_reference_kl.md). Without a prior
             # (model.action_prior=null) set it to 0: the anchor would be the random init
             loss=MAPPOConfig(
                 gamma=0.99,

@@ -169,7 +169,7 @@ class RuleBasedSelfConsumptionPolicy(TensorDictModuleBase):
       it heats at least as much as a thermostat that holds ``+c`` half-bands, on a cooling
       day (above the band) it cools toward ``-c``, so that the home can coast through the
       evening's peak price and the night's EV charging (the perfect-foresight LP pre-heats
-      in the afternoon; ``benchmarks/results/community/hourly_n10.md``). The EV and battery
+      in the afternoon; ``studies/community/results/hourly_n10.md``). The EV and battery
       rules below see the thermostat's own power, not the pre-conditioning's: the extra
       heat is bought from the grid at the afternoon's price, and the battery still fills
       from the PV for the evening (as the LP does).

@@ -81,7 +81,7 @@ def physical_rating(tensordict: TensorDictBase, name: str) -> torch.Tensor:
             f"physical_rating expected one of {CommunityEnergyEnv.RATING_FEATURES}, got {name!r}"
         )
     i = CommunityEnergyEnv.RATING_FEATURES.index(name)
-    return tensordict.get(("agents", "ratings"))[..., i] * CommunityEnergyEnv.RATING_SCALES[i]
+    return tensordict["agents", "ratings"][..., i] * CommunityEnergyEnv.RATING_SCALES[i]
 
 
 def community_episode_kpis(rollout: TensorDictBase) -> dict[str, torch.Tensor]:
@@ -135,24 +135,24 @@ def community_episode_kpis(rollout: TensorDictBase) -> dict[str, torch.Tensor]:
             f"community_episode_kpis expected a rollout of batch (*B, T) with at least one "
             f"episode dim before time, got batch {tuple(rollout.batch_size)}"
         )
-    k = rollout.get(("next", "kpi"))
+    k = rollout["next", "kpi"]
     steps = (-2, -1)  # time and the KPIs' trailing singleton
-    peak = k.get("peak")
+    peak = k["peak"]
     max_peak = peak.amax(steps)
-    start = rollout.get(("agents", "device_state"))[..., 0, :, 0]  # (*B, N) battery SoC
-    end = rollout.get(("next", "agents", "device_state"))[..., -1, :, 0]
+    start = rollout["agents", "device_state"][..., 0, :, 0]  # (*B, N) battery SoC
+    end = rollout["next", "agents", "device_state"][..., -1, :, 0]
     capacity = physical_rating(rollout, "battery_kwh")[..., 0, :]  # (*B, N) kWh
     per_episode = {
-        "cost": k.get("cost").sum(steps),
+        "cost": k["cost"].sum(steps),
         "peak_kw": max_peak,
-        "overload_hours": (k.get("transformer_overload") > 0).float().sum(steps)
+        "overload_hours": (k["transformer_overload"] > 0).float().sum(steps)
         * CommunityEnergyEnv.DT_H,
-        "self_sufficiency": k.get("self_sufficiency").mean(steps),
-        "comfort": k.get("comfort_violation").sum(steps),
-        "ev_unmet_kwh": k.get("ev_unmet").sum(steps),
-        "ramping_kw": k.get("ramping").sum(steps),
+        "self_sufficiency": k["self_sufficiency"].mean(steps),
+        "comfort": k["comfort_violation"].sum(steps),
+        "ev_unmet_kwh": k["ev_unmet"].sum(steps),
+        "ramping_kw": k["ramping"].sum(steps),
         "one_minus_load_factor": 1 - peak.mean(steps) / max_peak.clamp_min(1e-9),
-        "return": rollout.get(("next", "reward")).sum(steps),
+        "return": rollout["next", "reward"].sum(steps),
         "stored_kwh_change": ((end - start) * capacity).sum(-1),
     }
     return {name: per_episode[name] for name in COMMUNITY_KPI_NAMES}

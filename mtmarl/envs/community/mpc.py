@@ -38,7 +38,7 @@ What it relaxes, as the perfect-foresight plan does: a battery may charge and di
 one step (the action is the net power), and the transformer's limit is the env's penalty,
 not a constraint.
 
-``benchmarks/community_mpc.py`` measures it against the prior, the learners and the bound
+``studies/community/mpc.py`` measures it against the prior, the learners and the bound
 (``benchmarks/README.md``): with the chosen ``battery_value`` it leads the prior by at most
 0.17 in return, and the tail of expectations lowered the return.
 

@@ -7,29 +7,29 @@ requires is below ``s`` times the slow charger, idles the heat pump while the in
 temperature is within ``d`` half-bands of the comfort band's middle, and discharges the
 battery no faster than ``1 / b`` times the pace that spreads its energy until ``h`` o'clock.
 This script rolls the controller out on a grid of ``d``, ``s``, ``b`` and ``h``
-on a community that neither the benchmark's training (env seeds 0-2 and their validation
-communities, 10000-10002) nor its evaluation (``community_results.EVAL_SEED``) uses, on as
-many days as the benchmark's evaluation (``test_episodes``), and prints the KPIs per
-community size. The values of the preset's priors
+on a community that neither the studies' training (env seeds 0-2 and their validation
+communities, 10000-10002) nor their evaluation (``common.EVAL_SEED``) uses
+(``common.SELECTION_SEED``), on as many days as the evaluation (``test_episodes``), and
+prints the KPIs per community size. The values of the preset's priors
 (``mtmarl.training.experiments.COMMUNITY_EV_SPREAD``, ``COMMUNITY_THERMOSTAT_DEADBAND``,
 ``COMMUNITY_BATTERY_SPREAD`` and ``COMMUNITY_BATTERY_REFILL_HOUR``) are the best mean return
 over the three sizes, chosen in two stages (``d`` and ``s`` without pacing, then ``b`` and
 ``h`` -- with ``s`` again -- at the chosen ``d``)::
 
-    OMP_NUM_THREADS=1 python benchmarks/community_prior_selection.py
-    OMP_NUM_THREADS=1 python benchmarks/community_prior_selection.py --deadbands 0.9 \
+    OMP_NUM_THREADS=1 python studies/community/prior_selection.py
+    OMP_NUM_THREADS=1 python studies/community/prior_selection.py --deadbands 0.9 \
         --spreads 0.5 0.6 0.75 --battery-spreads 0 0.5 0.75 1 --refill-hours 4 5 6 7 8
 
 A third stage grids the heat pumps' pre-heating (``preheat_target`` and the window's opening
-hour, the window closing at 16 h) at the chosen values; its choice is the preset's prior
-since session 10::
+hour, the window closing at 16 h) at the chosen values; its choice
+(``COMMUNITY_PREHEAT_TARGET``, ``COMMUNITY_PREHEAT_HOURS``) is the preset's prior::
 
-    OMP_NUM_THREADS=1 python benchmarks/community_prior_selection.py --deadbands 0.9 \
+    OMP_NUM_THREADS=1 python studies/community/prior_selection.py --deadbands 0.9 \
         --spreads 0.6 --battery-spreads 1 --refill-hours 5 \
         --preheat-targets 0 0.2 0.3 0.45 0.6 --preheat-starts 11 12 13 14
 
-``--eval`` rolls out on the benchmark's evaluation community instead (to report, not to
-choose).
+``--eval`` rolls out on the evaluation community instead (to report, not to choose). The
+tables of the three stages are in ``studies/community/results/prior_selection.md``.
 """
 
 from __future__ import annotations
@@ -37,17 +37,12 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
-import sys
-from pathlib import Path
 
+import common
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-import community_results as cr  # noqa: E402
+from mtmarl.envs.community import RuleBasedSelfConsumptionPolicy
 
-from mtmarl.envs.community import RuleBasedSelfConsumptionPolicy  # noqa: E402
-
-SELECTION_SEED = 30_000
 SPREADS = (0.0, 0.4, 0.5, 0.6, 0.75)
 DEADBANDS = (0.0, 0.5, 0.75, 0.9)
 BATTERY_SPREADS = (0.0,)
@@ -59,7 +54,7 @@ PREHEAT_END = 16.0
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=sorted(cr.BUDGETS))
+    parser.add_argument("--sizes", type=int, nargs="+", default=sorted(common.BUDGETS))
     parser.add_argument("--spreads", type=float, nargs="+", default=list(SPREADS))
     parser.add_argument("--deadbands", type=float, nargs="+", default=list(DEADBANDS))
     parser.add_argument("--battery-spreads", type=float, nargs="+", default=list(BATTERY_SPREADS))
@@ -93,8 +88,10 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for n in args.sizes:
-        episodes = cr.BUDGETS[n]["test_episodes"]
-        env = cr.eval_env(n, episodes, "basic", seed=cr.EVAL_SEED if args.eval else SELECTION_SEED)
+        episodes = common.BUDGETS[n]["test_episodes"]
+        env = common.eval_env(
+            n, episodes, "basic", seed=common.EVAL_SEED if args.eval else common.SELECTION_SEED
+        )
         for g in grid:
             deadband, spread, battery_spread, refill_hour, preheat, start = g
             policy = RuleBasedSelfConsumptionPolicy(
@@ -106,7 +103,7 @@ def main() -> None:
                 preheat_target=preheat,
                 preheat_hours=(start, PREHEAT_END),
             )
-            k = cr.kpis(cr.rollout(env, policy, deterministic=True))
+            k = common.kpis(common.rollout(env, policy, deterministic=True))
             returns[g].append(k["return"])
             print(
                 f"| {n} | {deadband:g} | {spread:g} | {battery_spread:g} | {refill_hour:g} | "

@@ -1,41 +1,41 @@
 """Community energy trading: where a policy's cost and overload come from, hour by hour.
 
-Loads one finished run of ``community_results.py`` (its best validation actor), rolls it and
-the rule-based controllers out on the benchmark's evaluation days, and prints per hour of
+Loads one finished run of ``results.py`` (its best validation actor), rolls it and the
+rule-based controllers out on the evaluation days, and prints per hour of
 the day (noon to noon, means over the days): the community's cost, grid import and power
 above the transformer rating, how many cars charge slow / fast, the batteries' mean state of
 charge and command, and -- for the learned actor -- its probabilities of each EV level while
 a car is plugged in and still needs energy::
 
-    OMP_NUM_THREADS=1 python benchmarks/community_hourly.py --method MATPPO --seed 0
+    OMP_NUM_THREADS=1 python studies/community/hourly.py --method MATPPO --seed 0
 
 ``--lp`` adds the perfect-foresight plan for the prior's EV levels (``prior EV + LP`` of
-``community_reference.py``: the best batteries and heat pumps for that EV schedule, run in the
+``reference.py``: the best batteries and heat pumps for that EV schedule, run in the
 env), so the tables show at which hours, and with which device, the prior falls short of the
 optimum, and the same plan with every battery ending the day holding at least the energy it
 started with (``batteries kept``: no gain from emptying them before the noon episode end; a
 few seconds per episode at N = 10; ``--episodes`` draws fewer days).
 
 ``--set`` takes the same overrides the run was trained with (e.g. ``--set
-model.action_prior=rule_based`` for a run trained on the plain rules), ``--out`` the
-benchmark's output folder. The run must exist: this script never trains.
+model.action_prior=rule_based`` for a run trained on the plain rules), ``--out`` the folder
+``results.py`` wrote it to. The run must exist: this script never trains. It prints the
+tables (``studies/community/results/hourly_n10.md`` keeps one such output).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
+import common
 import torch
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 
-sys.path.insert(0, str(Path(__file__).parent))
-import community_results as cr  # noqa: E402
+from mtmarl.envs.community import CommunityEnergyEnv, community_kpis, physical_rating
 
-_PLUGGED = cr.CommunityEnergyEnv.CONTEXT_FEATURES.index("ev_plugged")
-_NEED = cr.CommunityEnergyEnv.CONTEXT_FEATURES.index("ev_energy_needed")
+_PLUGGED = CommunityEnergyEnv.CONTEXT_FEATURES.index("ev_plugged")
+_NEED = CommunityEnergyEnv.CONTEXT_FEATURES.index("ev_energy_needed")
 
 
 def hourly(td, rating_kw: float) -> str:
@@ -43,7 +43,7 @@ def hourly(td, rating_kw: float) -> str:
     k = td["next", "kpi"]
     over = k["transformer_overload"][..., 0] * rating_kw
     mode = td["agents", "action", "mode"]
-    hvac_kw = td["agents", "action", "power"][..., 1].abs() * cr.physical_rating(td, "hvac_kw")
+    hvac_kw = td["agents", "action", "power"][..., 1].abs() * physical_rating(td, "hvac_kw")
     rows = [
         "| hour | cost | import kW | over rating kW | cars slow | cars fast | battery SoC | "
         "battery cmd | heat pumps kW | indoor temp |",
@@ -85,26 +85,25 @@ def mode_probabilities(actor, td) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--method", default="MATPPO", choices=sorted(cr.LEARNED))
+    parser.add_argument("--method", default="MATPPO", choices=sorted(common.LEARNED))
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--size", type=int, default=10, choices=sorted(cr.BUDGETS))
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/community"))
+    parser.add_argument("--size", type=int, default=10, choices=sorted(common.BUDGETS))
+    parser.add_argument("--out", type=Path, default=common.RESULTS)
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE")
     parser.add_argument("--lp", action="store_true", help="add the prior EV + LP plan")
     parser.add_argument("--episodes", type=int, default=None, help="default: the size's days")
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    cr.EXTRA[:] = args.set
-    trainer = cr.finished_run(args.method, args.size, args.seed, args.out)
+    trainer = common.finished_run(args.method, args.size, args.seed, args.out, args.set)
     trainer.load_best()
-    episodes = args.episodes or cr.BUDGETS[args.size]["test_episodes"]
-    env = cr.eval_env(args.size, episodes, trainer.config.variant)
-    policies = {name: cls(env) for name, cls in cr.BASELINES.items() if name != "no-flex"}
+    episodes = args.episodes or common.BUDGETS[args.size]["test_episodes"]
+    env = common.eval_env(args.size, episodes, trainer.config.variant)
+    policies = {name: cls(env) for name, cls in common.BASELINES.items() if name != "no-flex"}
     policies[args.method] = trainer.actor
     rating_kw = env.base_env.transformer_rating_kw
 
     def show(name, td):
-        kpi = cr.kpis(td)
+        kpi = community_kpis(td)
         print(
             f"\n### {name}: cost {kpi['cost']:.2f}, peak {kpi['peak_kw']:.1f} kW, overload "
             f"{kpi['overload_hours']:.2f} h, return {kpi['return']:.2f}\n\n"
@@ -112,15 +111,15 @@ def main() -> None:
         )
 
     rollouts = {
-        name: cr.rollout(env, policy, deterministic=True) for name, policy in policies.items()
+        name: common.rollout(env, policy, deterministic=True) for name, policy in policies.items()
     }
     for name, td in rollouts.items():
         show(name, td)
     if args.lp:
-        modes = rollouts[cr.PRIOR]["agents", "action", "mode"]
-        show(f"{cr.PRIOR} EV + LP", cr.lp_rollout(env, modes)[1])
-        kept = cr.lp_rollout(env, modes, keep_battery_energy=True)[1]
-        show(f"{cr.PRIOR} EV + LP, batteries kept", kept)
+        modes = rollouts[common.PRIOR]["agents", "action", "mode"]
+        show(f"{common.PRIOR} EV + LP", common.lp_rollout(env, modes)[1])
+        kept = common.lp_rollout(env, modes, keep_battery_energy=True)[1]
+        show(f"{common.PRIOR} EV + LP, batteries kept", kept)
     actor_td = rollouts[args.method]
     print(
         f"\n### {args.method}: EV-level probabilities\n\n{mode_probabilities(trainer.actor, actor_td)}"

@@ -1,7 +1,7 @@
 """Community energy trading: how far every method is from the perfect-foresight optimum.
 
-On the benchmark's evaluation days (``community_results.eval_env``, the same episodes every
-method of ``results.md`` is evaluated on), :func:`~mtmarl.envs.community.perfect_foresight_plan`
+On the evaluation days of ``results.py`` (``common.eval_env`` and ``common.rollout``, the
+same episodes every method of ``results.md`` is evaluated on), :func:`~mtmarl.envs.community.perfect_foresight_plan`
 solves each day as a linear program with the whole day known:
 
 * ``bound``: the EV charger relaxed to any power up to the fast level. No policy can beat
@@ -19,12 +19,12 @@ solves each day as a linear program with the whole day known:
   at that truncation and value the stored energy instead. ``gap closed, kept`` measures
   against this bound.
 
-It reads the methods' rows from ``runs.json`` (written by ``community_results.py``, which
-must have run first) and reports the share of the gap between the prior and the bound that
+It reads the methods' rows from ``runs.json`` (written by ``results.py``, which must have
+run first) and reports the share of the gap between the prior and the bound that
 each method closes. It writes ``reference.md`` (the table) and ``reference_frontier.png`` (cost
 against peak per community size: the frontier and every method)::
 
-    OMP_NUM_THREADS=1 python benchmarks/community_reference.py
+    OMP_NUM_THREADS=1 python studies/community/reference.py
 
 about 9 min in all on one core, most of it at N = 100.
 """
@@ -34,21 +34,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
+import common
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-import community_results as cr  # noqa: E402
-
-from mtmarl.envs.community import perfect_foresight_plan  # noqa: E402
+from mtmarl.envs.community import CommunityEnergyEnv, perfect_foresight_plan
 
 PEAK_PRICES = (0.0, 0.1, 0.5, 2.0)
 #: the bounds the table has: (peak price, keep_battery_energy)
 BOUNDS = (*((p, False) for p in PEAK_PRICES), (0.0, True))
-PRIOR = cr.PRIOR
+PRIOR = common.PRIOR
 
 
 _KEYS = ("cost", "peak_kw", "overload_hours", "comfort", "ev_unmet_kwh", "return")
@@ -68,7 +65,7 @@ def _summary(plan, rating_kw: float) -> dict[str, float]:
     return {
         "cost": plan.cost.mean().item(),
         "peak_kw": plan.peak_kw.mean().item(),
-        "overload_hours": (over.double().sum(-1) * cr.CommunityEnergyEnv.DT_H).mean().item(),
+        "overload_hours": (over.double().sum(-1) * CommunityEnergyEnv.DT_H).mean().item(),
         "comfort": plan.comfort.mean().item(),
         "ev_unmet_kwh": plan.ev_unmet_kwh.mean().item(),
         "return": plan.episode_return.mean().item(),
@@ -76,12 +73,12 @@ def _summary(plan, rating_kw: float) -> dict[str, float]:
 
 
 def reference_rows(n: int) -> dict[str, dict[str, float]]:
-    env = cr.eval_env(n, cr.BUDGETS[n]["test_episodes"], "basic")
+    env = common.eval_env(n, common.BUDGETS[n]["test_episodes"], "basic")
     rating = env.base_env.transformer_rating_kw
-    prior = cr.rollout(env, cr.BASELINES[PRIOR](env), deterministic=True)
+    prior = common.rollout(env, common.BASELINES[PRIOR](env), deterministic=True)
     rows = {}
     for p, keep in BOUNDS:
-        env.set_seed(cr.EVAL_EPISODES_SEED)
+        env.set_seed(common.EVAL_EPISODES_SEED)
         env.reset()
         start = time.perf_counter()
         plan = perfect_foresight_plan(env, peak_price=p, keep_battery_energy=keep)
@@ -89,7 +86,9 @@ def reference_rows(n: int) -> dict[str, dict[str, float]]:
         rows[name] = _summary(plan, rating)
         print(n, name, rows[name], f"{time.perf_counter() - start:.1f}s", flush=True)
     for keep, name in ((False, "prior EV + LP"), (True, "prior EV + LP, batteries kept")):
-        plan, ran = cr.lp_rollout(env, prior["agents", "action", "mode"], keep_battery_energy=keep)
+        plan, ran = common.lp_rollout(
+            env, prior["agents", "action", "mode"], keep_battery_energy=keep
+        )
         returns = ran["next", "reward"].sum((1, 2)).double()
         # the env runs the plan; it matches the LP unless the LP heated and cooled (or charged
         # and discharged) at once, which the env's devices cannot do
@@ -97,7 +96,7 @@ def reference_rows(n: int) -> dict[str, dict[str, float]]:
             raise SystemExit(
                 f"the env's return {returns.tolist()} > the LP's {plan.episode_return}"
             )
-        rows[name] = {k: v for k, v in cr.kpis(ran).items() if k in _KEYS}
+        rows[name] = {k: v for k, v in common.kpis(ran).items() if k in _KEYS}
         print(n, f"{name}, the LP's own return:", plan.episode_return.mean().item())
         print(n, name, rows[name], flush=True)
     return rows
@@ -109,17 +108,17 @@ def _mean(records: list[dict], key: str) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=sorted(cr.BUDGETS))
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/community"))
+    parser.add_argument("--sizes", type=int, nargs="+", default=sorted(common.BUDGETS))
+    parser.add_argument("--out", type=Path, default=common.RESULTS)
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     runs_json = args.out / "runs.json"
     if not runs_json.exists():
-        raise SystemExit(f"no {runs_json}: run benchmarks/community_results.py first")
+        raise SystemExit(f"no {runs_json}: run studies/community/results.py first")
     records = json.loads(runs_json.read_text())
     lines = [
         "# Community energy trading: every method against the perfect-foresight optimum\n",
-        "Generated by `OMP_NUM_THREADS=1 python benchmarks/community_reference.py` (see its "
+        "Generated by `OMP_NUM_THREADS=1 python studies/community/reference.py` (see its "
         "docstring) on the evaluation days of `results.md`. `bound`: the LP optimum with the "
         "whole day known and the EV charger relaxed to any power; no policy beats its return "
         "on these days. `prior EV + LP`: the prior's EV levels with the best batteries and "
@@ -169,7 +168,7 @@ def _plot(figure, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colours = {m: f"C{i}" for i, m in enumerate(cr.ORDER)}
+    colours = {m: f"C{i}" for i, m in enumerate(common.ORDER)}
     fig, axes = plt.subplots(1, len(figure), figsize=(5 * len(figure), 4), squeeze=False)
     for ax, (n, (measured, rows)) in zip(axes[0], figure.items()):
         frontier = [rows[_bound_name(p)] for p in PEAK_PRICES]
