@@ -24,7 +24,7 @@ and compares them with a rule-based controller and a model-based reference.
 # Hyper-parameters
 # ----------------
 # A small budget (about 20k frames, well under a minute on 2 CPU cores). The ``building``
-# preset trains for 192k frames; ``benchmarks/building_results.py`` has the full comparison.
+# preset trains for 192k frames; ``studies/building/results.py`` has the full comparison.
 
 import matplotlib.pyplot as plt
 import torch
@@ -160,4 +160,4 @@ fig.tight_layout()
 
 # %%
 # With this small budget the phasic agents are still learning; the full preset and three
-# seeds per variant are in ``benchmarks/results/building``.
+# seeds per variant are in ``studies/building/README.md``.

@@ -9,7 +9,7 @@ difficulty, in parallel worker processes, then writes
 
 Usage (the committed results were produced with exactly this)::
 
-    python benchmarks/movebox_results.py --out benchmarks/results/movebox --workers 2
+    python studies/movebox/results.py --out studies/movebox/results --workers 2
 
 ``--seeds-mappo 5 --seeds-coma 5 --coma-budget 5`` are the defaults (COMA's budget: 5x the
 preset's iterations, its settings from ``Experiment.config_for("coma")``); ``--quick`` shrinks everything for a smoke
@@ -139,7 +139,7 @@ def plot(records: list[dict], out: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="benchmarks/results/movebox")
+    parser.add_argument("--out", default="studies/movebox/results")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--difficulties", nargs="+", default=["easy", "hard"])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS))

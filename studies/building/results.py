@@ -21,8 +21,8 @@ reference, on the same evaluation episodes.
 
 Usage (the committed results were produced with exactly this)::
 
-    python benchmarks/building_results.py --out benchmarks/results/building --workers 2
-    python benchmarks/building_results.py --algorithm coma --out benchmarks/results/building_coma --workers 2
+    python studies/building/results.py --out studies/building/results --workers 2
+    python studies/building/results.py --algorithm coma --out studies/building/results_coma --workers 2
 
 ``--algorithm coma`` trains COMA's variants (``phasic4``: PFNN period 4) with the preset's COMA
 settings (``Experiment.config_for("coma")``: 5 discrete action levels per agent).
@@ -277,7 +277,7 @@ def _command_line(args: argparse.Namespace) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/building"))
+    parser.add_argument("--out", type=Path, default=Path("studies/building/results"))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--algorithm", default="mappo", choices=sorted(ALGORITHM_VARIANTS))
     parser.add_argument(
@@ -321,7 +321,7 @@ def main() -> None:
     table, rows = summarise(results, args.seeds, args.algorithm)
     plot_episode(traces, args.out / "episode_phasic.png")
     record = {
-        "command": "python benchmarks/building_results.py " + _command_line(args),
+        "command": "python studies/building/results.py " + _command_line(args),
         # runs finished by an earlier invocation are reused and take ~0 s here
         "train_wall_s_this_invocation": train_s,
         "timings": timings,
