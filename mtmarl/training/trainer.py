@@ -13,7 +13,6 @@ whole episodes from their start and a resumed run needs no saved environment sta
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -47,9 +46,10 @@ from mtmarl.training.config import (
     TrainConfig,
     config_to_yaml,
 )
-from mtmarl.training.env_stack import EnvMaker, transforms_of
+from mtmarl.training.env_stack import EnvMaker
 from mtmarl.training.evaluation import EvalResult, evaluate_policy
 from mtmarl.training.experiments import Experiment, check_action_prior, get_experiment
+from mtmarl.training.guards import NonFiniteError, check_finite, check_run_options, env_horizon
 from mtmarl.training.plotting import plot_learning_curve
 from mtmarl.training.result import TrainResult
 from mtmarl.training.run_dir import RunDirLock, atomic_write_text
@@ -166,7 +166,7 @@ class Trainer(DeprecatedTrainerAttributes):
             self.max_episode_steps = max_episode_steps  # None: inferred from the env below
             factory, who = env_fn, "the env_fn"
         self.success_key = experiment.success_key if experiment else None
-        _check_run_options(config)
+        check_run_options(config)
         self.experiment = experiment
         self.variant = get_variant(config.variant)
         check_action_prior(config, experiment, injected_actor=actor is not None)
@@ -193,7 +193,7 @@ class Trainer(DeprecatedTrainerAttributes):
         self.env = self.make_env(config.collector.num_envs, seed=config.seed, training=True)
         self.info = EnvInfo.from_env(self.env, group=group)
         if self.max_episode_steps is None:
-            self.max_episode_steps = _env_horizon(self.env) or config.collector.steps_per_env
+            self.max_episode_steps = env_horizon(self.env) or config.collector.steps_per_env
         algorithm_cls.check_env(self.info, config)
         check_model_inputs(
             self.info,
@@ -402,7 +402,7 @@ class Trainer(DeprecatedTrainerAttributes):
         batch = self.collect()
         collect_time = time.perf_counter() - start
         metrics = {**self.episode_metrics(batch), **self.update(batch)}
-        _check_finite(self, metrics)
+        check_finite(self, metrics)
         elapsed = time.perf_counter() - start
         self.iteration += 1
         self.frames += batch.numel()
@@ -482,70 +482,6 @@ class Trainer(DeprecatedTrainerAttributes):
             )
             hooks.on_train_end(self, result)
         return result
-
-
-def _env_horizon(env: EnvBase) -> int | None:
-    """The episode length the env knows: a ``StepCounter``'s ``max_steps``, or the base env's
-    ``max_steps`` / ``horizon`` / ``HORIZON``."""
-    from torchrl.envs import StepCounter, TransformedEnv
-
-    if isinstance(env, TransformedEnv):
-        for transform in transforms_of(env):
-            if isinstance(transform, StepCounter) and transform.max_steps is not None:
-                return int(transform.max_steps)
-        env = env.base_env
-    for name in ("max_steps", "horizon", "HORIZON"):
-        value = getattr(env, name, None)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
-    return None
-
-
-class NonFiniteError(RuntimeError):
-    """A loss or a parameter became non-finite during training; the run stopped before
-    saving it (its last checkpoint holds the last finite state).
-
-    Examples:
-        >>> issubclass(NonFiniteError, RuntimeError)
-        True
-    """
-
-
-def _check_finite(trainer: Trainer, metrics: dict[str, Any]) -> None:
-    bad = [k for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v)]
-    bad = [k for k in bad if k.startswith("train/loss") or k == "train/grad_norm"]
-    named = list(trainer.loss_module.named_parameters())
-    finite = torch.stack([p.detach().isfinite().all() for _, p in named]).cpu()  # one sync
-    params = [name for (name, _), ok in zip(named, finite.tolist()) if not ok]
-    if bad or params:
-        what = bad[0] if bad else f"parameter {params[0]}"
-        value = metrics[bad[0]] if bad else "non-finite"
-        saved = trainer.saved_iteration
-        where = f"iteration {saved}, at {trainer.checkpoint_path}" if saved is not None else "none"
-        raise NonFiniteError(
-            f"iteration {trainer.iteration + 1}: {what} is {value}; the run stopped without "
-            f"saving it (last checkpoint: {where}); lower optim.lr or check the env's rewards"
-        )
-
-
-def _check_run_options(config: TrainConfig) -> None:
-    """Choices that need this machine (a device, a logger's package), refused before work."""
-    try:
-        device = torch.device(config.device)
-    except (RuntimeError, TypeError) as err:
-        raise ConfigError(f"device={config.device!r} is not a torch device: {err}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(
-            f"device={config.device!r}, but this torch build has no usable CUDA device "
-            f"(torch {torch.__version__}); use device=cpu"
-        )
-    if config.run.logger == "tensorboard":
-        try:
-            import tensorboard  # noqa: F401
-        except ImportError:
-            raise ConfigError(
-                "run.logger=tensorboard needs the tensorboard package (pip install tensorboard)"
-            ) from None
 
 
 def train(
