@@ -338,3 +338,12 @@ def test_every_algorithm_logs_the_metrics_it_declares(algorithm, tmp_path):
     declared = set(ALGORITHMS[algorithm].metrics)
     assert declared - optional <= logged, declared - optional - logged
     assert "explained_variance" in logged
+
+
+def test_env_options_reach_an_env_fn_or_are_refused_by_name(tmp_path):
+    cfg = bandit_config("basic", "mappo", "collector.iterations=1", "env.hybrid=true")
+    trainer = Trainer(cfg, env_fn=bandit_env_fn, max_episode_steps=HORIZON, run_dir=tmp_path)
+    assert trainer.info.action_kind == "hybrid"  # env.hybrid=true reached the env_fn
+    bad = bandit_config("basic", "mappo", "env.hybridd=true")
+    with pytest.raises(ConfigError, match=r"env options \{'hybridd': True\} do not fit the env_fn"):
+        Trainer(bad, env_fn=bandit_env_fn, max_episode_steps=HORIZON, run_dir=tmp_path / "b")
