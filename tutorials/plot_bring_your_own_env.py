@@ -306,14 +306,15 @@ learned, rollout = day_return(trainer.actor)
 run_dir.cleanup()
 print(f"best validation iteration {best}; on the controllers' days:")
 print({**{k: round(v, 3) for k, v in baselines.items()}, "MAPPO": round(learned, 3)})
-assert learned > baselines["idle"], "the learned policy should at least use its battery"
+# what the text below claims: far ahead of idle batteries, level with the rule (within 0.1 a day)
+assert learned > baselines["idle"] + 2.0, (learned, baselines)
+assert learned > baselines["rule"] - 0.1, (learned, baselines)
 
 # %%
 # What it learned
 # ---------------
-# On the docs' machine MAPPO ends a little ahead of the rule (-0.81 against -0.86 per day; the
-# idle batteries -4.64), and its best validation evaluation is its last: it was still improving
-# when the budget ran out. The figure shows the community's net import hour by hour (mean over the
+# MAPPO ends level with the rule, within 0.1 per day (on the docs' machine a little ahead: -0.81
+# against -0.86; the idle batteries -4.64); the script asserts both. The figure shows the community's net import hour by hour (mean over the
 # evaluation days) under each policy, and the learned batteries' mean command. The learned
 # batteries charge from the midday surplus and a little from the cheap night, and from 17 h run
 # down below the feeder's rating (dashed) -- further than the homes' own load, selling the rest:
