@@ -150,9 +150,9 @@ def test_resume_takes_the_runs_own_config(tmp_path, capsys):
     "argv, match",
     [
         (["train", "movebox-easy", "device=banana"], "device='banana' is not a torch device"),
-        (["train", "community", "env.n_prosumers=0"], "env refused its options"),
-        (["train", "community", "env.n_prosumers=abc"], "env refused its options"),
-        (["train", "building", "env.horizon=0"], "env refused its options"),
+        (["train", "community", "env.n_prosumers=0"], "refused its options"),
+        (["train", "community", "env.n_prosumers=abc"], "refused its options"),
+        (["train", "building", "env.horizon=0"], "refused its options"),
         (["train", "movebox-easy", "seed=4611686018427387904"], "config.seed must be in"),
         (["train", "--resume", "--run-dir", "no/such/dir"], "no such folder"),
         (["train", "movebox-easy", "optim.lr=nan"], "optim.lr must be a finite number"),
