@@ -146,8 +146,8 @@ class COMA(Algorithm):
         >>> with tempfile.TemporaryDirectory() as d:
         ...     trainer = Trainer(cfg, run_dir=d)
         ...     metrics = trainer.update(trainer.collect())
-        >>> type(trainer.critic).__name__, metrics["train/critic_steps"]
-        ('COMACritic', 2.0)
+        >>> type(trainer.critic).__name__, metrics["train/critic_steps"]  # 4 passes x 2 minibatches
+        ('COMACritic', 8.0)
     """
 
     name: ClassVar[str] = "coma"

@@ -182,9 +182,9 @@ def truncate_csv_metrics(folder: Path, *, after_step: int) -> int:
         >>> with tempfile.TemporaryDirectory() as d:
         ...     f = Path(d) / "train" / "return.csv"
         ...     f.parent.mkdir()
-        ...     _ = f.write_text("10,1.0\n20,2.0\n30,3.0\n")
-        ...     truncate_csv_metrics(Path(d), after_step=20), f.read_text()
-        (1, '10,1.0\n20,2.0\n')
+        ...     _ = f.write_text("10,1.0\\n20,2.0\\n30,3.0\\n")
+        ...     truncate_csv_metrics(Path(d), after_step=20), f.read_text().splitlines()
+        (1, ['10,1.0', '20,2.0'])
     """
     from mtmarl.training.run_dir import atomic_write_text
 
