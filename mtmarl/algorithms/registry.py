@@ -15,9 +15,8 @@ the first time the registry is read::
 from __future__ import annotations
 
 import types
-from importlib import metadata
 
-from mtmarl._registry import Registry
+from mtmarl._registry import Registry, loaded_entry_points
 from mtmarl.algorithms.base import Algorithm, AlgorithmConfig
 from mtmarl.errors import ConfigError
 
@@ -125,12 +124,7 @@ def _load_entry_points() -> None:
         return
     _entry_points_loaded = True
     try:
-        for point in metadata.entry_points(group=ENTRY_POINT_GROUP):
-            who = f"the {ENTRY_POINT_GROUP!r} entry point {point.name!r} ({point.value})"
-            try:
-                loaded = point.load()
-            except Exception as err:
-                raise ImportError(f"{who} failed to load: {type(err).__name__}: {err}") from err
+        for who, loaded in loaded_entry_points(ENTRY_POINT_GROUP):
             if isinstance(loaded, types.ModuleType):
                 continue  # a module registered its algorithms on import
             if not (isinstance(loaded, type) and issubclass(loaded, Algorithm)):

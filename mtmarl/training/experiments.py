@@ -23,12 +23,12 @@ import sys
 import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 
 from tensordict.utils import NestedKey
 from torchrl.envs import EnvBase
 
+from mtmarl._registry import loaded_entry_points
 from mtmarl.algorithms import MAPPOConfig
 from mtmarl.training.config import (
     CollectorConfig,
@@ -340,12 +340,7 @@ def _load_entry_points() -> None:
         return
     _entry_points_loaded = True  # first: an entry point that looks a preset up does not recurse
     try:
-        for point in metadata.entry_points(group=ENTRY_POINT_GROUP):
-            who = f"the {ENTRY_POINT_GROUP!r} entry point {point.name!r} ({point.value})"
-            try:
-                loaded = point.load()
-            except Exception as err:
-                raise ImportError(f"{who} failed to load: {type(err).__name__}: {err}") from err
+        for who, loaded in loaded_entry_points(ENTRY_POINT_GROUP):
             _register_loaded(loaded, who)
     except BaseException:
         _entry_points_loaded = False  # the next lookup reports the broken entry point again

@@ -91,7 +91,7 @@ def _entry_points(monkeypatch, *points: metadata.EntryPoint) -> None:
     def entry_points(*, group):
         return [p for p in points if p.group == group]
 
-    monkeypatch.setattr(experiments.metadata, "entry_points", entry_points)
+    monkeypatch.setattr(metadata, "entry_points", entry_points)  # read by mtmarl._registry
     monkeypatch.setattr(experiments, "_entry_points_loaded", False)  # the next lookup loads
 
 
