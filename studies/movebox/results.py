@@ -84,7 +84,7 @@ def summarise(records: list[dict]) -> str:
         rows.setdefault((r["difficulty"], r["algorithm"], r["variant"]), []).append(r)
     lines = [
         "| difficulty | algorithm | variant | seeds | solved seeds (100% eval) | mean final "
-        "success | mean final return | frames to first 100% eval (median of solved) |",
+        "success | mean final return | frames to first 100% eval (median; seeds that reached it) |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for (diff, algo, variant), rs in sorted(rows.items()):
@@ -98,7 +98,7 @@ def summarise(records: list[dict]) -> str:
             f"{len(solved)}/{len(rs)} ({100 * len(solved) / len(rs):.0f}%) | "
             f"{100 * sum(r['final_success_rate'] for r in rs) / len(rs):.0f}% | "
             f"{sum(r['final_return'] for r in rs) / len(rs):.1f} | "
-            f"{median if median is not None else '-'} |"
+            f"{f'{median} ({len(firsts)}/{len(rs)})' if median is not None else '-'} |"
         )
     return "\n".join(lines)
 
@@ -156,9 +156,18 @@ def main() -> None:
         "--override", action="append", default=[], help="extra key=value for every run"
     )
     parser.add_argument("--quick", action="store_true", help="tiny smoke-test budget")
+    parser.add_argument(
+        "--report", action="store_true", help="only rebuild the table and figures from runs.json"
+    )
     args = parser.parse_args()
 
     out = Path(args.out)
+    if args.report:
+        records = json.loads((out / "runs.json").read_text())
+        (out / "results.md").write_text(summarise(records) + "\n")
+        plot(records, out)
+        print(summarise(records))
+        return
     out.mkdir(parents=True, exist_ok=True)
     overrides = list(args.override)
     if args.quick:
