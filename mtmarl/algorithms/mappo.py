@@ -286,8 +286,14 @@ class MAPPO(Algorithm):
         prefix = "loss_critic" if warmup else "loss_"
         sums = MetricSums()
         params = list(self.loss_module.parameters())
+        # the losses read the root of each step (GAE has used "next"): minibatches of the
+        # root alone copy half the data
+        samples = batch.exclude("next")
+        if self.loss_module.reference_kl is not None:  # the frozen anchor: once per batch
+            with self.variant.context():
+                self.loss_module.reference_kl.cache(samples)
         for _ in range(cfg.optim.epochs):
-            for minibatch in self.variant.minibatches(batch, cfg.optim.minibatch_size):
+            for minibatch in self.variant.minibatches(samples, cfg.optim.minibatch_size):
                 with self.variant.context():
                     losses = self.loss_module(minibatch)
                 total = sum(v for k, v in losses.items() if k.startswith(prefix))

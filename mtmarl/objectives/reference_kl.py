@@ -166,6 +166,13 @@ class ReferenceKLLoss(LossModule):
     penalty, a scalar with gradient) and ``"reference_kl"`` (the unweighted mean KL, detached,
     for logging).
 
+    The reference is frozen, so its distribution on a sample does not change between the
+    epochs of a PPO update: :meth:`cache` runs it once on a whole batch and stores its
+    distribution parameters under :attr:`CACHE_KEY` (minibatches cut from the batch carry
+    them along), and the penalty then builds the reference's distribution from them instead
+    of running the reference again. On the ``community`` preset that is one reference
+    forward per batch instead of one per minibatch and epoch.
+
     Examples:
         >>> import torch
         >>> from tensordict import TensorDict
@@ -184,7 +191,13 @@ class ReferenceKLLoss(LossModule):
         >>> out = anchor(batch)
         >>> bool(out["loss_reference_kl"] > 0), out["loss_reference_kl"].requires_grad
         (True, True)
+        >>> cached = anchor.cache(batch.clone())                 # the reference, run once
+        >>> torch.allclose(anchor(cached[:4])["reference_kl"], anchor(batch[:4])["reference_kl"])
+        True
     """
+
+    #: where :meth:`cache` stores the reference's distribution parameters in a batch
+    CACHE_KEY = "_reference_kl_params"
 
     def __init__(
         self,
@@ -236,10 +249,34 @@ class ReferenceKLLoss(LossModule):
             TensorDictBase: as :meth:`forward`.
         """
         with torch.no_grad():
-            reference = self.reference_network.get_dist(tensordict.copy())
+            reference = self._reference_dist(tensordict)
         kl = distribution_kl(dist, reference)
         mean = kl.mean()
         return TensorDict(
             {"loss_reference_kl": self.coeff * mean, "reference_kl": mean.detach()},
             batch_size=[],
         )
+
+    @torch.no_grad()
+    def cache(self, tensordict: TensorDictBase) -> TensorDictBase:
+        """Run the reference once on ``tensordict`` and store its distribution parameters
+        under :attr:`CACHE_KEY` (``tensordict`` is modified and returned); the penalty on
+        it, or on any slice of it, then reads them instead of running the reference.
+
+        Args:
+            tensordict (TensorDictBase): holds the reference's ``in_keys``, e.g. a
+                collected ``[E, T]`` batch before a PPO update.
+
+        Returns:
+            TensorDictBase: ``tensordict``.
+        """
+        out = self.reference_network.get_dist_params(tensordict.copy())
+        params = out.select(*self.reference_network.dist_params_keys)
+        tensordict.set(self.CACHE_KEY, params)
+        return tensordict
+
+    def _reference_dist(self, tensordict: TensorDictBase) -> D.Distribution:
+        cached = tensordict.get(self.CACHE_KEY, None)
+        if cached is None:
+            return self.reference_network.get_dist(tensordict.copy())
+        return self.reference_network.build_dist_from_params(cached)

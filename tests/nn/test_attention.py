@@ -137,3 +137,26 @@ def test_input_errors():
 def test_bad_configuration_fails_at_construction(kwargs):
     with pytest.raises((ValueError, TypeError)):
         AgentAttentionEncoder(FA, **kwargs)
+
+
+@pytest.mark.parametrize("padded", [False, True])
+def test_fast_attention_path_matches_multihead_attention_values_and_gradients(padded):
+    # forward() skips nn.MultiheadAttention's sequence-first packed path; the weights path
+    # (forward_with_attention) still runs it: both give the same values and gradients
+    torch.manual_seed(0)
+    enc = AgentAttentionEncoder(
+        5, global_features=7, d_model=16, num_heads=4, num_layers=2, dtype=torch.float64
+    )
+    x, g = torch.randn(6, 9, 5, dtype=torch.float64), torch.randn(6, 7, dtype=torch.float64)
+    mask = (torch.rand(6, 9) > 0.3) if padded else None
+    results = []
+    for fn in (enc.forward, lambda *a: enc.forward_with_attention(*a)[:2]):
+        enc.zero_grad()
+        agents, glob = fn(x, g, mask)
+        (agents.square().sum() + glob.sum()).backward()
+        results.append((agents, glob, [p.grad.clone() for p in enc.parameters()]))
+    (a1, g1, grads1), (a2, g2, grads2) = results
+    torch.testing.assert_close(a1, a2)
+    torch.testing.assert_close(g1, g2)
+    for p1, p2 in zip(grads1, grads2):
+        torch.testing.assert_close(p1, p2)

@@ -52,9 +52,30 @@ def test_lstm_stacked_layers_and_gradients():
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in enc.parameters())
 
 
+@pytest.mark.parametrize("chunk_size", [1, 7, 64])
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_lstm_chunks_give_the_values_and_gradients_of_one_batch(chunk_size, num_layers):
+    torch.manual_seed(0)
+    chunked = ForecastLSTM(F, H, num_layers=num_layers, chunk_size=chunk_size)
+    whole = ForecastLSTM(F, H, num_layers=num_layers, chunk_size=None)
+    whole.load_state_dict(chunked.state_dict())
+    x = torch.randn(3, 50, W, F)  # 150 windows: chunks of chunk_size and a remainder
+    outs = []
+    for enc in (chunked, whole):
+        y = enc(x)
+        y.square().sum().backward()
+        outs.append((y, [p.grad for p in enc.parameters()]))
+    (y_c, g_c), (y_w, g_w) = outs
+    torch.testing.assert_close(y_c, y_w)
+    for a, b in zip(g_c, g_w):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize(
     "kwargs, err",
     [
+        ({"in_features": 3, "hidden_size": 4, "chunk_size": 0}, ValueError),
+        ({"in_features": 3, "hidden_size": 4, "chunk_size": 2.5}, ValueError),
         ({"in_features": 0, "hidden_size": 4}, ValueError),
         ({"in_features": 3, "hidden_size": 4, "num_layers": 0}, ValueError),
         ({"in_features": 3, "hidden_size": 4, "dropout": 1.0}, ValueError),
