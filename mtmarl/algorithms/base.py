@@ -280,6 +280,32 @@ class Algorithm(abc.ABC):
             iteration (int): the iteration index (0-based), e.g. for warm-up schedules.
         """
 
+    def schedule_lr(self, iteration: int) -> float:
+        """Set every optimiser's learning rates for ``iteration`` (``optim.lr_schedule``):
+        ``"constant"`` leaves them, ``"linear"`` scales each param group's base rate by
+        ``1 - iteration / collector.iterations``. Returns the factor.
+
+        Examples:
+            >>> from mtmarl.training import TrainConfig, Trainer, apply_overrides
+            >>> import tempfile
+            >>> cfg = apply_overrides(TrainConfig(experiment="movebox-easy"), [
+            ...     "collector.num_envs=4", "collector.iterations=4", "optim.lr=1e-3",
+            ...     "optim.lr_schedule=linear", "run.progress=false"])
+            >>> with tempfile.TemporaryDirectory() as d:
+            ...     algorithm = Trainer(cfg, run_dir=d).algorithm
+            ...     factor = algorithm.schedule_lr(3)
+            >>> factor, algorithm.optimizer.param_groups[0]["lr"]
+            (0.25, 0.00025)
+        """
+        if self.config.optim.lr_schedule == "constant":
+            return 1.0
+        factor = max(0.0, 1.0 - iteration / self.config.collector.iterations)
+        for optimizer in self.optimizers().values():
+            for group in optimizer.param_groups:
+                base = group.setdefault("base_lr", group["lr"])
+                group["lr"] = base * factor
+        return factor
+
     # ------------------------------------------------------------------ state
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         """The algorithm's optimisers by name (their states are checkpointed)."""

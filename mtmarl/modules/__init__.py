@@ -25,10 +25,13 @@ from mtmarl.modules.builders import (
 from mtmarl.modules.categorical import make_categorical_actor
 from mtmarl.modules.coma_critic import COMACritic
 from mtmarl.modules.continuous import make_continuous_actor
+from mtmarl.modules.epsilon_categorical import EpsilonMaskedCategorical
 from mtmarl.modules.forecast_encoder import ForecastEncoder
 from mtmarl.modules.hybrid_actor import make_hybrid_actor
+from mtmarl.modules.init import orthogonal_init
 from mtmarl.modules.masked_tanh_normal import MaskedTanhNormal
 from mtmarl.modules.recurrent import MultiAgentGRU, set_recurrent_mode
+from mtmarl.modules.running_norm import RunningNorm, add_input_norms, update_input_norms
 from mtmarl.modules.scaled_beta import ScaledBeta
 from mtmarl.modules.step_phase import PhaseFromStepCount
 from mtmarl.modules.transformer_critic import TransformerCritic
@@ -75,10 +78,17 @@ __all__ = [
     "make_recurrent_critic",
     # COMA's counterfactual critic (per-agent Q over the agent's own actions)
     "COMACritic",
+    # initialisation (CleanRL's orthogonal scheme) and running input normalisation
+    "orthogonal_init",
+    "RunningNorm",
+    "add_input_norms",
+    "update_input_norms",
     # building blocks
     "SharedAgentNet",
     "PhaseFromStepCount",
     "make_categorical_actor",
+    # a categorical policy with a uniform floor over the allowed actions (COMA's epsilon)
+    "EpsilonMaskedCategorical",
     # recurrence (TorchRL step / recurrent modes, primers)
     "MultiAgentGRU",
     "set_recurrent_mode",

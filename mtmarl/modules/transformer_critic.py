@@ -181,6 +181,9 @@ class TransformerCritic(TensorDictModuleBase):
         self.out_keys = [self.value_key, self.global_value_key]
         self.store_attention = bool(store_attention)
         self.last_attention: torch.Tensor | None = None
+        #: :class:`~mtmarl.modules.RunningNorm` modules applied to the inputs of their
+        #: ``key`` as they are read (:func:`~mtmarl.modules.add_input_norms`); empty: none
+        self.input_norms = nn.ModuleList()
 
     def _inputs(
         self, tensordict: TensorDictBase
@@ -188,6 +191,11 @@ class TransformerCritic(TensorDictModuleBase):
         agents = tensordict.get(self.agent_key)
         glob = None if self.global_key is None else tensordict.get(self.global_key)
         mask = None if self.mask_key is None else tensordict.get(self.mask_key)
+        for norm in self.input_norms:
+            if norm.key == self.agent_key:
+                agents = norm(agents)
+            elif norm.key == self.global_key and glob is not None:
+                glob = norm(glob)
         return agents, glob, mask
 
     def _values(

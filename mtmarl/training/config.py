@@ -45,6 +45,10 @@ __all__ = [
 #: Continuous heads of hybrid actions (``model.continuous_distribution``), see
 #: :func:`~mtmarl.modules.make_hybrid_actor`.
 CONTINUOUS_DISTRIBUTIONS = ("tanh_normal", "beta")
+#: ``model.init``: the layers' initialisation (``"orthogonal"``: :func:`~mtmarl.modules.orthogonal_init`)
+INITS = ("default", "orthogonal")
+#: ``optim.lr_schedule``: ``"linear"`` anneals every learning rate to 0 over the run
+LR_SCHEDULES = ("constant", "linear")
 
 #: the largest seed (torch's and numpy's generators take 32- / 64-bit seeds; derived seeds
 #: add offsets, so 31 bits leave room)
@@ -210,6 +214,19 @@ class ModelConfig:
         init_scale (float): the hybrid actor's continuous ``TanhNormal`` head's scale (pre-tanh) when its
             raw output is zero, i.e. the initial exploration noise (``scale_mapping =
             biased_softplus_<init_scale>``); > 0. Defaults to ``1.0``.
+        init (str): the layers' initialisation, one of :data:`INITS`: ``"default"`` (torch's)
+            or ``"orthogonal"`` (:func:`~mtmarl.modules.orthogonal_init`: linear and
+            recurrent weights orthogonal, biases 0, gain sqrt(2) for hidden layers, 0.01 for
+            the actor's output layers and 1 for the critic's, as CleanRL's PPO). Not with
+            ``action_prior`` (whose heads start near zero). Defaults to ``"default"``.
+        obs_norm (bool): normalise every float observation of the env by its running mean
+            and std, shared over the agents
+            (:class:`~mtmarl.transforms.RunningObservationNorm`, clipped at 10, appended to
+            the env stack right after the factory's env); the statistics are updated by the
+            training env, saved in checkpoints (``best.pt`` too) and copied, frozen, into
+            every evaluation env. Not with ``action_prior`` (its controller reads the raw
+            observations) nor ``collector.workers > 1`` (the statistics would live in the
+            workers). Defaults to ``False``.
 
     Examples:
         >>> ModelConfig().num_cells
@@ -240,9 +257,21 @@ class ModelConfig:
     action_prior: str | None = None
     action_prior_bonus: float = 3.0
     init_scale: float = 1.0
+    init: str = "default"
+    obs_norm: bool = False
 
     def __post_init__(self) -> None:
         _positive("model", init_scale=self.init_scale)
+        _choice("model", "init", self.init, INITS)
+        if not isinstance(self.obs_norm, bool):
+            raise ConfigError(f"model.obs_norm must be true or false, got {self.obs_norm!r}")
+        if self.action_prior is not None and (self.obs_norm or self.init != "default"):
+            what = "model.obs_norm=true" if self.obs_norm else f"model.init={self.init}"
+            raise ConfigError(
+                f"{what} does not go with model.action_prior={self.action_prior!r}: the prior's "
+                "controller reads the raw observations and its heads start near zero; set "
+                "model.action_prior=null (training from scratch)"
+            )
         if self.action_prior is not None and (
             not isinstance(self.action_prior, str) or not self.action_prior
         ):
@@ -297,6 +326,11 @@ class OptimConfig:
             together, so there it is rounded down to a multiple of ``steps_per_env``, at
             least one trajectory; COMA's critic passes cut it from steps whose TD(lambda)
             targets were computed on whole trajectories first). Defaults to 640.
+        lr_schedule (str): one of :data:`LR_SCHEDULES`. ``"linear"`` scales every learning
+            rate by ``1 - i / collector.iterations`` at iteration ``i`` (0-based: the first
+            update at the full rate, the last at ``1 / iterations`` of it), as CleanRL's
+            ``anneal_lr``; derived from the iteration, so a resumed run continues it.
+            Defaults to ``"constant"``.
         critic_warmup (int): MAPPO: the first this many iterations update only the critic
             (the ``loss_critic*`` terms; the actor, and so the collecting policy, stays as it
             was initialised). Useful when the actor starts from a good policy -- an
@@ -313,8 +347,10 @@ class OptimConfig:
     epochs: int = 4
     minibatch_size: int = 640
     critic_warmup: int = 0
+    lr_schedule: str = "constant"
 
     def __post_init__(self) -> None:
+        _choice("optim", "lr_schedule", self.lr_schedule, LR_SCHEDULES)
         _positive(
             "optim",
             lr=self.lr,
@@ -448,6 +484,19 @@ class TrainConfig:
         if isinstance(self.loss, dict):  # e.g. built by hand from plain data
             self.loss = _algorithm_config(algorithm.config_class, self.loss)
         algorithm.check_config(self)
+        if self.model.obs_norm and (
+            self.collector.workers > 1 or self.collector.backend != "local"
+        ):
+            raise ConfigError(
+                "model.obs_norm needs collector.workers=1 and collector.backend=local (the "
+                "running statistics are kept by the trainer's own env), got "
+                f"workers={self.collector.workers}, backend={self.collector.backend!r}"
+            )
+        if self.model.obs_norm and getattr(self.loss, "reference_kl_coeff", 0) > 0:
+            raise ConfigError(
+                "model.obs_norm does not go with loss.reference_kl_coeff > 0: the anchor is a "
+                "frozen copy of the initial actor, whose input statistics would stay empty"
+            )
         if self.optim.critic_warmup >= self.collector.iterations:
             raise ConfigError(
                 f"optim.critic_warmup must be < collector.iterations (the actor would never "

@@ -31,6 +31,8 @@ from mtmarl.modules.builders import (
     check_model_inputs,
     get_variant,
 )
+from mtmarl.modules.init import orthogonal_init
+from mtmarl.modules.running_norm import add_input_norms, update_input_norms
 from mtmarl.training._deprecated import DeprecatedTrainerAttributes
 from mtmarl.training.callbacks import CallbackList, default_callbacks
 from mtmarl.training.checkpoint import (
@@ -203,11 +205,18 @@ class Trainer(DeprecatedTrainerAttributes):
             actor=actor is None,
         )
         self.actor = (actor if actor is not None else self._build_actor()).to(self.device)
+        built_critic = critic is None
         if critic is None:
             critic = build_critic(
                 self.info, name=config.critic, variant=self.variant, model=config.model
             )
         self.critic = critic.to(self.device)
+        built = [m for m, own in ((self.actor, actor is None), (self.critic, built_critic)) if own]
+        if config.model.init == "orthogonal":  # the modules the trainer built
+            for module in built:
+                orthogonal_init(module, output_gain=0.01 if module is self.actor else 1.0)
+        if config.model.obs_norm:
+            self._add_input_norms(built)
         self._register_recurrent_primers(self.env)
         self.algorithm = algorithm_cls(
             config=config,
@@ -246,6 +255,32 @@ class Trainer(DeprecatedTrainerAttributes):
             # start at the controller: the heads' outputs near zero
             head_output_scale=0.01 if prior is not None else 1.0,
         )
+
+    def _add_input_norms(self, modules: list[TensorDictModuleBase]) -> None:
+        """``model.obs_norm``: a :class:`~mtmarl.modules.RunningNorm` on every float
+        observation the built actor and critic read (statistics over the batch and agent
+        dims; the phase, step count and returns the trainer adds are not normalised)."""
+        spec = self.env.observation_spec
+        batch_dims = len(spec.shape)
+        skip = {"step_count", "phase", "episode_reward", "is_init"}
+        shapes = {}
+        for key, leaf in spec.items(True, True):
+            last = key[-1] if isinstance(key, tuple) else key
+            if last in skip or not leaf.dtype.is_floating_point:
+                continue
+            agent = 1 if isinstance(key, tuple) and key[0] == self.info.group else 0
+            shapes[key] = leaf.shape[batch_dims + agent :]
+        normalised: list = []
+        for module in modules:
+            try:
+                normalised += add_input_norms(module, shapes)
+            except ValueError as err:
+                raise ConfigError(f"model.obs_norm: {err}") from None
+        if not normalised:
+            raise ConfigError(
+                "model.obs_norm: the actor and critic the trainer built read none of the "
+                f"env's float observations {sorted(map(str, shapes))}"
+            )
 
     def _check_run_dir(self, resume: bool) -> dict | None:
         if resume:
@@ -358,7 +393,16 @@ class Trainer(DeprecatedTrainerAttributes):
     def update(self, batch: TensorDictBase) -> dict[str, float]:
         """The algorithm's update on ``batch`` (:meth:`~mtmarl.algorithms.Algorithm.update`),
         then the collector's copy of the policy is synced; returns its metrics."""
+        lr_factor = self.algorithm.schedule_lr(self.iteration)
         metrics = self.algorithm.update(batch, iteration=self.iteration)
+        if self.config.optim.lr_schedule != "constant":
+            metrics["train/lr_factor"] = lr_factor
+        # model.obs_norm: the statistics move between iterations only (the policy that
+        # collected a batch is the one its update starts from)
+        # (in place: the losses' functional copies share these buffers; a COMA target
+        # critic takes them with its next hard copy)
+        for module in (self.actor, self.critic):
+            update_input_norms(module, batch)
         if self.collector is not None:
             self.collector.update_policy_weights_()
         return metrics
