@@ -12,7 +12,7 @@ from torchrl.envs.utils import ExplorationType, set_exploration_type
 from torchrl.modules import MaskedCategorical
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
-from bandit_env import HORIZON, bandit_env_fn  # noqa: E402
+from bandit_env import coma_bandit_trainer  # noqa: E402
 
 from mtmarl.algorithms import COMAConfig  # noqa: E402
 from mtmarl.errors import ConfigError  # noqa: E402
@@ -23,23 +23,7 @@ NUM_ENVS = 8  # x HORIZON = 32 frames per batch
 
 
 def bandit_trainer(tmp_path, *extra):
-    cfg = apply_overrides(
-        TrainConfig(experiment="bandit"),
-        [
-            "variant=basic",
-            "algorithm=coma",
-            f"collector.num_envs={NUM_ENVS}",
-            f"collector.steps_per_env={HORIZON}",
-            "collector.iterations=4",
-            "optim.minibatch_size=8",
-            "model.num_cells=[16]",
-            "eval.episodes=4",
-            "eval.keep_best=false",
-            "run.progress=false",
-            *extra,
-        ],
-    )
-    return Trainer(cfg, env_fn=bandit_env_fn, max_episode_steps=HORIZON, run_dir=tmp_path)
+    return coma_bandit_trainer(tmp_path, *extra)
 
 
 def movebox_trainer(tmp_path, *extra):

@@ -9,33 +9,17 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
-from bandit_env import HORIZON, bandit_env_fn  # noqa: E402
+from bandit_env import coma_bandit_trainer  # noqa: E402
 
 from mtmarl.algorithms import COMA, COMAConfig  # noqa: E402
 from mtmarl.errors import ConfigError  # noqa: E402
-from mtmarl.training import TrainConfig, Trainer, apply_overrides, get_experiment, train  # noqa: E402
+from mtmarl.training import TrainConfig, apply_overrides, get_experiment, train  # noqa: E402
 
 NUM_ENVS, MINIBATCH = 8, 8  # 8 envs x 4 steps = 32 steps: 4 minibatches per critic pass
 
 
 def coma_trainer(tmp_path, *extra):
-    cfg = apply_overrides(
-        TrainConfig(experiment="bandit"),
-        [
-            "variant=basic",
-            "algorithm=coma",
-            f"collector.num_envs={NUM_ENVS}",
-            f"collector.steps_per_env={HORIZON}",
-            "collector.iterations=4",
-            f"optim.minibatch_size={MINIBATCH}",
-            "model.num_cells=[16]",
-            "eval.episodes=4",
-            "eval.keep_best=false",
-            "run.progress=false",
-            *extra,
-        ],
-    )
-    return Trainer(cfg, env_fn=bandit_env_fn, max_episode_steps=HORIZON, run_dir=tmp_path)
+    return coma_bandit_trainer(tmp_path, *extra)
 
 
 def _snapshot(params):

@@ -137,3 +137,27 @@ def plugin_source(name: str) -> str:
     """The source of a user's module that registers the bandit task as preset ``name``
     (for the ``--import`` and entry-point tests)."""
     return _PLUGIN.format(name=name)
+
+
+def coma_bandit_trainer(run_dir, *extra: str, num_envs: int = 8, minibatch: int = 8):
+    """A small COMA ``Trainer`` on the bandit (``num_envs`` x ``HORIZON`` steps a batch, 4
+    iterations, minibatches of ``minibatch`` steps); ``extra`` overrides go last."""
+    from mtmarl.training import TrainConfig, Trainer, apply_overrides
+
+    cfg = apply_overrides(
+        TrainConfig(experiment="bandit"),
+        [
+            "variant=basic",
+            "algorithm=coma",
+            f"collector.num_envs={num_envs}",
+            f"collector.steps_per_env={HORIZON}",
+            "collector.iterations=4",
+            f"optim.minibatch_size={minibatch}",
+            "model.num_cells=[16]",
+            "eval.episodes=4",
+            "eval.keep_best=false",
+            "run.progress=false",
+            *extra,
+        ],
+    )
+    return Trainer(cfg, env_fn=bandit_env_fn, max_episode_steps=HORIZON, run_dir=run_dir)
