@@ -46,13 +46,14 @@ def sizes_overrides(n: int) -> list[str]:
 
 def worker(n: int, iterations: int, overrides: list[str]) -> float:
     """Runs in the child: frames/s of ``iterations`` training iterations."""
-    import tempfile
-    import time
-
     import torch
 
+    # the trainer's frames/s timed as the trainer-overhead benchmark times it (this folder
+    # is the script's, first on sys.path)
+    from bench_trainer_overhead import _trainer_fps
+
     import mtmarl
-    from mtmarl.training import Trainer, apply_overrides, get_experiment
+    from mtmarl.training import apply_overrides, get_experiment
 
     expected = Path(os.environ["PYTHONPATH"]).resolve() / "mtmarl"
     if Path(mtmarl.__file__).resolve().parent != expected:
@@ -70,12 +71,7 @@ def worker(n: int, iterations: int, overrides: list[str]) -> float:
             *overrides,
         ],
     )
-    stamps: list[float] = []
-    with tempfile.TemporaryDirectory() as run_dir:
-        trainer = Trainer(cfg, run_dir=run_dir)
-        trainer.train(callback=lambda _t, _m: stamps.append(time.perf_counter()))
-    frames = cfg.collector.num_envs * cfg.collector.steps_per_env * (len(stamps) - 2)
-    return frames / (stamps[-2] - stamps[0])
+    return _trainer_fps(cfg, iterations)
 
 
 def run_point(checkout: Path, n: int, iterations: int, overrides: list[str]) -> float:

@@ -27,7 +27,7 @@ from collections.abc import Iterable
 
 import torch
 from tensordict import TensorDictBase
-from tensordict.nn import TensorDictModule, TensorDictModuleBase, TensorDictSequential
+from tensordict.nn import TensorDictModule, TensorDictModuleBase
 from tensordict.utils import NestedKey
 from torch import nn
 
@@ -204,9 +204,7 @@ def add_input_norms(
         keys = [k for k in getattr(sub, "in_keys", []) if k in observation_shapes]
         if not keys:
             continue
-        if isinstance(sub, TensorDictSequential) or any(
-            isinstance(c, TensorDictModuleBase) for c in sub.modules() if c is not sub
-        ):
+        if any(isinstance(c, TensorDictModuleBase) for c in sub.modules() if c is not sub):
             continue  # a container: its members are visited themselves
         if isinstance(sub, TensorDictModule) and isinstance(sub.in_keys, list):
             if not isinstance(sub.module, _NormalizedInputs):  # (a second call adds nothing)

@@ -172,33 +172,27 @@ def main() -> None:
     overrides = list(args.override)
     if args.quick:
         overrides += ["collector.iterations=2", "eval.episodes=8", "eval.interval=1"]
-    jobs = []
-    for diff in args.difficulties:
-        for variant in args.variants:
-            for seed in range(args.seeds_mappo):
-                jobs.append(
-                    {
-                        "difficulty": diff,
-                        "algorithm": "mappo",
-                        "variant": variant,
-                        "seed": seed,
-                        "overrides": overrides,
-                        "out": str(out),
-                    }
-                )
-        for variant in args.coma_variants:
-            for seed in range(args.seeds_coma):
-                jobs.append(
-                    {
-                        "difficulty": diff,
-                        "algorithm": "coma",
-                        "variant": variant,
-                        "seed": seed,
-                        "overrides": overrides,
-                        "budget_factor": args.coma_budget,
-                        "out": str(out),
-                    }
-                )
+    # (algorithm, variants, seeds, extra job fields): MAPPO at the presets' budgets, COMA
+    # at --coma-budget times them
+    plans = [
+        ("mappo", args.variants, args.seeds_mappo, {}),
+        ("coma", args.coma_variants, args.seeds_coma, {"budget_factor": args.coma_budget}),
+    ]
+    jobs = [
+        {
+            "difficulty": diff,
+            "algorithm": algorithm,
+            "variant": variant,
+            "seed": seed,
+            "overrides": overrides,
+            **extra,
+            "out": str(out),
+        }
+        for diff in args.difficulties
+        for algorithm, variants, seeds, extra in plans
+        for variant in variants
+        for seed in range(seeds)
+    ]
     start = time.perf_counter()
     records = []
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
