@@ -114,6 +114,29 @@ LEARNED = {
         "loss.reference_kl_coeff=0",
     ],
 }
+#: From scratch (``scratch.py``: the paper's setting), on top of ``COMMON`` and a method's
+#: ``LEARNED`` overrides: no prior, initial exploration scale 1, no KL anchor (it would hold
+#: the actor at its random initialisation) and running observation normalisation, the
+#: ``community-scratch`` preset's choices (the prior's logit bonus does nothing without a
+#: prior; 3.0, the default, keeps the runs' configs as they were trained)
+SCRATCH = [
+    "model.action_prior=null",
+    "model.init_scale=1.0",
+    "model.action_prior_bonus=3.0",
+    "loss.reference_kl_coeff=0",
+    "model.obs_norm=true",
+]
+#: training iterations from scratch per size (``BUDGETS``' envs per iteration): 3.07 M
+#: agent-steps at every size (200 x 16 x 96 x 10, 160 x 4 x 96 x 50, 80 x 4 x 96 x 100)
+SCRATCH_ITERATIONS = {10: 200, 50: 160, 100: 80}
+
+
+def scratch_overrides(n: int) -> list[str]:
+    """The ``extra`` overrides of a from-scratch run at size ``n`` (``SCRATCH`` and its
+    budget)."""
+    return [*SCRATCH, f"collector.iterations={SCRATCH_ITERATIONS[n]}"]
+
+
 ORDER = ["no-flex", "rule-based", "rule-spread", "rule-preheat", *LEARNED]
 #: the baseline the learned methods start from (``COMMON``'s ``model.action_prior``)
 PRIOR = "rule-preheat"
@@ -173,6 +196,17 @@ def lp_rollout(env, ev_modes: torch.Tensor, *, keep_battery_energy: bool = False
 kpis = community_kpis
 
 
+def add_seeds_argument(parser) -> None:
+    """The scripts' ``--seeds`` option (``None``: the size's ``BUDGETS`` seeds)."""
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=None,
+        help="training seeds (default: the size's budget, 0 1 2)",
+    )
+
+
 def run_config(name: str, n: int, seed: int, extra: Sequence[str] = ()):
     """The ``TrainConfig`` of one run: the preset, ``COMMON``, the method's overrides, the
     size's budget and ``extra`` (applied last: they win over the others)."""
@@ -230,6 +264,41 @@ def finished_run(name: str, n: int, seed: int, out: Path, extra: Sequence[str] =
             f"no finished run in {run_dir}; train it with studies/community/results.py"
         )
     return train_run(name, n, seed, out, extra)[0]
+
+
+def baseline_records(n: int, env) -> list[dict]:
+    """One record per ``BASELINES`` controller on the evaluation episodes of ``env``."""
+    return [
+        {
+            "n": n,
+            "method": name,
+            "seed": None,
+            "frames": 0,
+            "train_s": 0.0,
+            "kpi": kpis(rollout(env, policy(env), deterministic=True)),
+        }
+        for name, policy in BASELINES.items()
+    ]
+
+
+def learned_record(trainer: Trainer, name: str, n: int, seed: int, env, train_s):
+    """The record of one finished run on the evaluation episodes of ``env``: the KPIs of
+    its best validation actor (``kpi``; the trainer is left holding that actor) and of its
+    final iterate (``kpi_final``); and the best actor's rollout."""
+    final = kpis(rollout(env, trainer.actor, deterministic=True))
+    best_iteration = trainer.load_best()
+    td = rollout(env, trainer.actor, deterministic=True)
+    record = {
+        "n": n,
+        "method": name,
+        "seed": seed,
+        "frames": trainer.frames,
+        "train_s": train_s,
+        "best_iteration": best_iteration,
+        "kpi": kpis(td),
+        "kpi_final": final,
+    }
+    return record, td
 
 
 def table(records: list[dict], n: int, key: str = "kpi") -> str:

@@ -72,10 +72,11 @@ from common import (
     BUDGETS,
     LEARNED,
     RESULTS,
+    add_seeds_argument,
+    baseline_records,
     eval_env,
-    kpis,
+    learned_record,
     rank,
-    rollout,
     table,
     train_run,
 )
@@ -157,13 +158,7 @@ def main() -> None:
         help="learned methods to train / evaluate (the others' records in runs.json are kept); "
         "e.g. two processes with disjoint --methods (each merges its rows into runs.json)",
     )
-    parser.add_argument(
-        "--seeds",
-        type=int,
-        nargs="+",
-        default=None,
-        help="training seeds (default: the size's budget, 0 1 2)",
-    )
+    add_seeds_argument(parser)
     parser.add_argument(
         "--set",
         nargs="+",
@@ -191,46 +186,23 @@ def main() -> None:
             if r["n"] != n or (r["seed"] is not None and r["method"] not in args.methods)
         ]
         env = eval_env(n, budget["test_episodes"], "basic")
-        for name, cls in BASELINES.items():
-            records.append(
-                {
-                    "n": n,
-                    "method": name,
-                    "seed": None,
-                    "frames": 0,
-                    "train_s": 0.0,
-                    "kpi": kpis(rollout(env, cls(env), deterministic=True)),
-                }
-            )
-            print(n, name, records[-1]["kpi"], flush=True)
+        for record in baseline_records(n, env):
+            records.append(record)
+            print(n, record["method"], record["kpi"], flush=True)
         for name in args.methods:
             for seed in args.seeds or budget["seeds"]:
                 trainer, seconds = train_run(name, n, seed, out, args.set)
                 env = eval_env(n, budget["test_episodes"], trainer.config.variant)
-                final = kpis(rollout(env, trainer.actor, deterministic=True))
-                best_iteration = trainer.load_best()
-                td = rollout(env, trainer.actor, deterministic=True)
-                records.append(
-                    {
-                        "n": n,
-                        "method": name,
-                        "seed": seed,
-                        "frames": trainer.frames,
-                        "train_s": trained_s.get((n, name, seed))
-                        if seconds is None
-                        else round(seconds, 1),
-                        "best_iteration": best_iteration,
-                        "kpi": kpis(td),
-                        "kpi_final": final,
-                    }
-                )
+                train_s = trained_s.get((n, name, seed)) if seconds is None else round(seconds, 1)
+                record, td = learned_record(trainer, name, n, seed, env, train_s)
+                records.append(record)
                 print(
                     n,
                     name,
                     seed,
                     records[-1]["kpi"],
-                    f"best@{best_iteration}",
-                    f"final return {final['return']:.2f}",
+                    f"best@{record['best_iteration']}",
+                    f"final return {record['kpi_final']['return']:.2f}",
                     "reloaded" if seconds is None else f"{seconds:.0f}s",
                     flush=True,
                 )
