@@ -24,12 +24,16 @@ import os
 from pathlib import Path
 
 import torch
-from common import BUDGETS, RESULTS, finished_run, rank, run_config, scratch_overrides
+from common import (
+    BUDGETS,
+    finished_run,
+    rank,
+    run_config,
+    scratch_overrides,
+)
+from scratch import METHODS, OUT, add_sizes_argument
 
 from mtmarl.training import Trainer
-
-OUT = RESULTS / "scratch"
-METHODS = ("IPPO", "MAPPO-MLP", "MATPPO")
 
 
 def gradient_norms(trainer: Trainer) -> dict[str, float]:
@@ -67,7 +71,7 @@ def gradient_norms(trainer: Trainer) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10, 50, 100])
+    add_sizes_argument(parser)
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     parser.add_argument("--out", type=Path, default=OUT, help="scratch.py's output folder")
     args = parser.parse_args()

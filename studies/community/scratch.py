@@ -27,7 +27,6 @@ the report from ``runs.json`` alone (no runs needed).
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 from pathlib import Path
@@ -60,37 +59,31 @@ REFERENCE = "rule-based"
 COLORS = {m: f"C{i}" for i, m in enumerate(METHODS)}
 
 
-def read_scalars(path: Path) -> tuple[list[int], list[float]]:
-    """The ``(frames, value)`` rows of one of a run's ``metrics/scalars`` CSV files."""
-    with path.open() as f:
-        rows = [(int(float(a)), float(b)) for a, b in csv.reader(f)]
-    return [a for a, _ in rows], [b for _, b in rows]
-
-
-def validation_curve(run_dir: Path) -> dict:
-    """A run's validation returns against env steps and against training wall-clock (the
-    collection and update time of the iterations up to each validation, from
-    ``time/fps``; the validations themselves excluded)."""
-    scalars = run_dir / "metrics" / "scalars"
-    frames, returns = read_scalars(scalars / "eval" / "return.csv")
-    iter_frames, fps = read_scalars(scalars / "time" / "fps.csv")
-    elapsed, previous, clock = 0.0, 0, {}
-    for f, rate in zip(iter_frames, fps, strict=True):
-        elapsed += (f - previous) / rate
-        previous, clock[f] = f, elapsed
-    return {"frames": frames, "return": returns, "wall_s": [round(clock[f], 1) for f in frames]}
+def validation_curve(history: list[dict]) -> dict:
+    """A run's validation returns (``Trainer.history``'s ``eval/return``) against env steps
+    and against training wall-clock (the collection and update time of the iterations up to
+    each validation, from ``time/fps``; the validations themselves excluded)."""
+    elapsed, previous, curve = 0.0, 0, {"frames": [], "return": [], "wall_s": []}
+    for h in history:
+        elapsed += (h["frames"] - previous) / h["time/fps"]
+        previous = h["frames"]
+        if "eval/return" in h:
+            curve["frames"].append(h["frames"])
+            curve["return"].append(h["eval/return"])
+            curve["wall_s"].append(round(elapsed, 1))
+    return curve
 
 
 #: the update's logged metrics kept per run (``train_curve``): what says why a run declines
 DIAGNOSTICS = ("entropy", "kl_approx", "clip_fraction", "grad_norm", "explained_variance")
 
 
-def train_curve(run_dir: Path) -> dict:
-    """A run's update metrics (``DIAGNOSTICS``) against env steps, one row per iteration."""
-    scalars = run_dir / "metrics" / "scalars" / "train"
-    curve = {"frames": read_scalars(scalars / f"{DIAGNOSTICS[0]}.csv")[0]}
+def train_curve(history: list[dict]) -> dict:
+    """A run's update metrics (``DIAGNOSTICS``, ``Trainer.history``'s ``train/*``) against
+    env steps, one row per iteration."""
+    curve = {"frames": [h["frames"] for h in history]}
     for name in DIAGNOSTICS:
-        curve[name] = [round(v, 4) for v in read_scalars(scalars / f"{name}.csv")[1]]
+        curve[name] = [round(h[f"train/{name}"], 4) for h in history]
     return curve
 
 
@@ -102,11 +95,7 @@ def run_record(name: str, n: int, seed: int, out: Path) -> dict:
     run_dir = run_path(out, name, n, seed)
     cached = run_dir / "record.json"
     if seconds is None and cached.exists():
-        record = json.loads(cached.read_text())
-        if "train_curve" not in record:  # a record of before the diagnostics were kept
-            record["train_curve"] = train_curve(run_dir)
-            atomic_write_text(cached, json.dumps(record))
-        return record
+        return json.loads(cached.read_text())
     cfg = trainer.config
     val_env = trainer.make_env(cfg.eval.episodes, seed=cfg.seed + 10_000)
     reference = evaluate_policy(
@@ -116,9 +105,9 @@ def run_record(name: str, n: int, seed: int, out: Path) -> dict:
     record, _ = learned_record(
         trainer, name, n, seed, env, None if seconds is None else round(seconds, 1)
     )
-    record["curve"] = validation_curve(run_dir)
+    record["curve"] = validation_curve(trainer.history)
     record["curve_reference"] = reference
-    record["train_curve"] = train_curve(run_dir)
+    record["train_curve"] = train_curve(trainer.history)
     atomic_write_text(cached, json.dumps(record))
     print(n, name, seed, f"return {record['kpi']['return']:.2f}", flush=True)
     return record
@@ -318,8 +307,8 @@ def report(records: list[dict], out: Path) -> None:
     print((out / "results.md").read_text())
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_sizes_argument(parser) -> None:
+    """The ``--sizes`` option of the from-scratch scripts (default: every size)."""
     parser.add_argument(
         "--sizes",
         type=int,
@@ -327,6 +316,11 @@ def main() -> None:
         choices=sorted(SCRATCH_ITERATIONS),
         default=sorted(SCRATCH_ITERATIONS),
     )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_sizes_argument(parser)
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     add_seeds_argument(parser)
     parser.add_argument("--out", type=Path, default=OUT)
